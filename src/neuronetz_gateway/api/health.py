@@ -1,0 +1,106 @@
+"""`/healthz` and `/readyz` (SPEC §5).
+
+Readiness fails closed: a check that errors or times out counts as failing, and the
+503 body names failing checks only (never an error text, host or address).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+from starlette.responses import Response
+
+from neuronetz_gateway.api.responses import json_response
+from neuronetz_gateway.resources import Resources
+
+CACHE_SECONDS = 1.0
+
+Check = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Readiness:
+    """Runs the dependency checks, at most once per `CACHE_SECONDS`."""
+
+    resources: Resources
+    _cached_at: float = -1.0
+    _cached: dict[str, bool] = field(default_factory=dict)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def checks(self) -> dict[str, Check]:
+        checks: dict[str, Check] = {"postgres": self._postgres, "redis": self._redis}
+        urls = self.resources.settings.upstream_urls
+        for index, url in enumerate(urls):
+            name = "ollama" if len(urls) == 1 else f"ollama_{index}"
+            checks[name] = self._ollama(url)
+        return checks
+
+    async def results(self) -> dict[str, bool]:
+        async with self._lock:
+            if time.monotonic() - self._cached_at >= CACHE_SECONDS:
+                self._cached = await self._run_all()
+                self._cached_at = time.monotonic()
+            return dict(self._cached)
+
+    async def _run_all(self) -> dict[str, bool]:
+        checks = self.checks()
+        outcomes = await asyncio.gather(*(self._run(check) for check in checks.values()))
+        return dict(zip(checks, outcomes, strict=True))
+
+    async def _run(self, check: Check) -> bool:
+        try:
+            async with asyncio.timeout(self.resources.settings.readiness_timeout_seconds):
+                await check()
+        except Exception:  # noqa: BLE001 - any failure means "not ready", by design
+            return False
+        return True
+
+    async def _postgres(self) -> None:
+        async with self.resources.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def _redis(self) -> None:
+        await self.resources.redis.ping()
+
+    def _ollama(self, base_url: str) -> Check:
+        async def check() -> None:
+            async with self.resources.upstream.get(
+                base_url + "/api/version",
+                timeout=aiohttp.ClientTimeout(
+                    total=self.resources.settings.readiness_timeout_seconds
+                ),
+            ) as response:
+                if response.status != 200:
+                    raise RuntimeError("unexpected status")
+                await response.read()
+
+        return check
+
+
+router = APIRouter()
+
+
+@router.get("/healthz", include_in_schema=False)
+async def healthz() -> Response:
+    """200 while the process runs; touches no dependency."""
+    return json_response({"status": "ok"})
+
+
+@router.get("/readyz", include_in_schema=False)
+async def readyz(request: Request) -> Response:
+    """200 with every check `ok`, else 503 naming the failing checks."""
+    readiness: Readiness = request.app.state.readiness
+    results = await readiness.results()
+    failing = sorted(name for name, ok in results.items() if not ok)
+    checks = {name: "ok" if ok else "failing" for name, ok in results.items()}
+    if failing:
+        return json_response(
+            {"status": "unavailable", "failing": failing, "checks": checks}, status_code=503
+        )
+    return json_response({"status": "ok", "checks": checks})

@@ -1,0 +1,33 @@
+"""`/metrics` in Prometheus text format, behind `METRICS_TOKEN` when one is set (SPEC §5)."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from neuronetz_gateway.errors import Surface, error_body
+
+router = APIRouter()
+
+
+def _authorized(request: Request) -> bool:
+    token = request.app.state.settings.metrics_token
+    if token is None:
+        return True
+    given = request.headers.get("authorization", "")
+    expected = "Bearer " + token.get_secret_value()
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    if not _authorized(request):
+        return Response(
+            error_body(Surface.NATIVE, 401, "metrics token required"),
+            status_code=401,
+            media_type="application/json",
+            headers={"www-authenticate": "Bearer"},
+        )
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

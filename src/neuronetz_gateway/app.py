@@ -1,0 +1,84 @@
+"""The application factory: a FastAPI app wrapped in the gateway's pure-ASGI middleware.
+
+`create_app(settings)` builds the app; its lifespan opens the process's resources
+(Postgres engine, Redis client, upstream session) and closes them on shutdown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from neuronetz_gateway.api import health, metrics
+from neuronetz_gateway.api.health import Readiness
+from neuronetz_gateway.config import Settings, load_settings
+from neuronetz_gateway.errors import error_body, surface_of_path
+from neuronetz_gateway.middleware.error_guard import ErrorGuardMiddleware
+from neuronetz_gateway.middleware.request_id import RequestIdMiddleware
+from neuronetz_gateway.observability.logging import configure_logging
+from neuronetz_gateway.resources import open_resources
+
+log = structlog.get_logger("neuronetz_gateway.app")
+
+_STATUS_MESSAGES = {404: "not found", 405: "method not allowed"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """404/405/400 from the framework's router, in the surface's error shape."""
+    status = 400
+    headers: dict[str, str] | None = None
+    if isinstance(exc, StarletteHTTPException):
+        status = exc.status_code
+        allow = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("allow")
+        if status == 405 and allow:
+            headers = {"allow": allow}
+    message = _STATUS_MESSAGES.get(status, "bad request")
+    body = error_body(surface_of_path(request.url.path), status, message)
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The gateway as an ASGI app for `settings`."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resources = await open_resources(settings)
+        app.state.resources = resources
+        app.state.readiness = Readiness(resources)
+        log.info("gateway_started", upstreams=len(settings.upstream_urls))
+        try:
+            yield
+        finally:
+            await resources.aclose()
+            log.info("gateway_stopped")
+
+    app = FastAPI(
+        lifespan=lifespan,
+        redirect_slashes=False,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _http_error)
+    # add_middleware wraps outward: the request id is outermost, so even the guard's
+    # 500 carries it.
+    app.add_middleware(ErrorGuardMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for the ASGI server: settings from the environment, logging configured."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -1,0 +1,52 @@
+"""`serve` and `migrate`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from neuronetz_gateway.cli.app import JsonFlag, app, emit, settings
+from neuronetz_gateway.db import migrate as migrations
+from neuronetz_gateway.observability.logging import configure_logging
+
+
+@app.command("migrate")
+def migrate_command(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+    as_json: JsonFlag = False,
+) -> None:
+    """Bring the database schema up to date (creates the database if missing)."""
+    config = settings()
+    migrations.upgrade(config.database_url, revision)
+    current = migrations.current_revision(config.database_url)
+    emit(as_json, {"revision": current}, f"database at revision {current}")
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str | None, typer.Option(help="Overrides GATEWAY_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides GATEWAY_PORT.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Overrides GATEWAY_WORKERS.")] = None,
+) -> None:
+    """Run migrations, then serve the gateway."""
+    config = settings()
+    configure_logging(config.log_level, config.log_format)
+    migrations.upgrade(config.database_url)
+    uvicorn.run(
+        "neuronetz_gateway.app:create_app_from_env",
+        factory=True,
+        host=host or config.gateway_host,
+        port=port or config.gateway_port,
+        workers=workers or config.gateway_workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        # Client addresses are taken from X-Forwarded-For only for TRUSTED_PROXY_IPS,
+        # by the gateway itself; uvicorn's own rewriting would trust loopback blindly.
+        proxy_headers=False,
+        server_header=False,
+        log_config=None,
+    )

@@ -1,0 +1,167 @@
+"""Settings: every SPEC §7 variable, read once from the environment (and `.env`).
+
+No other module reads the environment. `load_settings()` turns a validation failure
+into `ConfigError` whose message is one line naming the variable, and never echoes the
+offending value (it may be a secret such as a database password).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(Exception):
+    """Configuration is invalid; `str()` is one line naming the variable."""
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "neuronetz-gateway"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _check_http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return url.rstrip("/")
+
+
+class Settings(BaseSettings):
+    """The gateway's configuration (SPEC §7). Field names map to upper-case variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,
+    )
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/neuronetz"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    ollama_base_url: str = "http://127.0.0.1:11434"
+    ollama_base_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8080, ge=1, le=65535)
+    gateway_workers: int = Field(default=1, ge=1, le=64)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    max_request_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    upstream_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    upstream_read_timeout_seconds: float = Field(default=300.0, gt=0)
+    upstream_max_connections: int = Field(default=512, ge=1)
+
+    key_cache_ttl_seconds: float = Field(default=60.0, gt=0)
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_memory_kib: int = Field(default=19456, ge=8)
+    argon2_parallelism: int = Field(default=1, ge=1)
+
+    budget_default_max_output_tokens: int = Field(default=4096, ge=1)
+    concurrency_lease_seconds: int = Field(default=30, ge=2)
+
+    model_discovery_enabled: bool = True
+    model_discovery_interval_seconds: float = Field(default=60.0, gt=0)
+    model_discovery_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    audit_flush_interval_ms: int = Field(default=500, ge=1)
+    audit_buffer_max_rows: int = Field(default=50_000, ge=1)
+    audit_retention_days: int = Field(default=90, ge=1)
+    prompt_log_default_ttl_hours: int = Field(default=24, ge=1)
+
+    trusted_proxy_ips: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
+    metrics_token: SecretStr | None = None
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0)
+    data_dir: Path = Field(default_factory=_default_data_dir)
+
+    @field_validator("ollama_base_urls", mode="before")
+    @classmethod
+    def _parse_urls(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("trusted_proxy_ips", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        parts = _split_csv(value)
+        if isinstance(parts, list):
+            return [ipaddress.ip_network(str(p), strict=False) for p in parts]
+        return parts
+
+    @field_validator("ollama_base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+    @field_validator("ollama_base_urls")
+    @classmethod
+    def _check_base_urls(cls, value: list[str]) -> list[str]:
+        return [_check_http_url(url) for url in value]
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError("must start with postgresql+asyncpg:// or sqlite+aiosqlite://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _empty_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _check_timeouts(self) -> Settings:
+        if self.upstream_connect_timeout_seconds > self.upstream_read_timeout_seconds:
+            raise ValueError(
+                "UPSTREAM_CONNECT_TIMEOUT_SECONDS must not exceed UPSTREAM_READ_TIMEOUT_SECONDS"
+            )
+        return self
+
+    @property
+    def upstream_urls(self) -> list[str]:
+        """The Ollama servers: `OLLAMA_BASE_URLS` when set, else `OLLAMA_BASE_URL`."""
+        return list(self.ollama_base_urls) or [self.ollama_base_url]
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = [str(part) for part in first.get("loc", ())]
+    variable = location[0].upper() if location else "configuration"
+    message = str(first.get("msg", "invalid value"))
+    # Model-level validators carry the variable names in their message already.
+    if not location:
+        return f"invalid configuration: {message.removeprefix('Value error, ')}"
+    return f"invalid configuration: {variable}: {message.removeprefix('Value error, ')}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise `ConfigError` (one line) when invalid."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]  # pydantic-settings accepts field kwargs
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+    except ValueError as error:  # e.g. a malformed network in TRUSTED_PROXY_IPS
+        raise ConfigError(f"invalid configuration: {error}") from None

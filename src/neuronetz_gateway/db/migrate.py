@@ -1,0 +1,102 @@
+"""Programmatic Alembic: upgrade/downgrade the schema, create the database if missing.
+
+The migration scripts ship inside the package so `neuronetz-gateway migrate` works from
+an installed wheel (the Docker image) as well as from a checkout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import asyncpg
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    """An Alembic `Config` pointing at the packaged migrations and `database_url`."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # ConfigParser interpolation would choke on '%' in percent-encoded passwords.
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Bring the schema to `revision` (creating the Postgres database if it is missing)."""
+    if database_url.startswith("postgresql"):
+        asyncio.run(ensure_postgres_database(database_url))
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str = "base") -> None:
+    """Take the schema down to `revision`."""
+    command.downgrade(alembic_config(database_url), revision)
+
+
+def current_revision(database_url: str) -> str | None:
+    """The revision the database is at, or None before the first migration."""
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    sync_url = make_url(database_url)
+    sync_url = sync_url.set(drivername=sync_url.drivername.split("+")[0])
+    if sync_url.drivername == "postgresql":
+        return asyncio.run(_pg_current_revision(database_url))
+    engine = create_engine(sync_url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+async def _pg_current_revision(database_url: str) -> str | None:
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        exists = await connection.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL")
+        if not exists:
+            return None
+        value = await connection.fetchval("SELECT version_num FROM alembic_version")
+        return str(value) if value is not None else None
+    finally:
+        await connection.close()
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """The SQLAlchemy URL as a plain DSN asyncpg accepts (no `+asyncpg` driver part)."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+async def ensure_postgres_database(database_url: str) -> None:
+    """Create the database named in `database_url` when the server does not have it.
+
+    A convenience for development and first installs; an operator without CREATEDB
+    privilege creates it by hand and this step finds it present.
+    """
+    url = make_url(database_url)
+    name = url.database
+    if not name:
+        return
+    try:
+        connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    except asyncpg.InvalidCatalogNameError:
+        connection = None
+    if connection is not None:
+        await connection.close()
+        return
+    maintenance = url.set(database="postgres", drivername="postgresql")
+    admin = await asyncpg.connect(maintenance.render_as_string(hide_password=False))
+    try:
+        quoted = '"' + name.replace('"', '""') + '"'
+        # Another replica may create it between our check and now: that is success too.
+        with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+            await admin.execute(f"CREATE DATABASE {quoted}")
+    finally:
+        await admin.close()

@@ -1,0 +1,52 @@
+"""Alembic environment: async engine, one advisory lock so replicas migrate one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from neuronetz_gateway.db.tables import Base
+
+# Arbitrary constant: every replica running `serve` takes the same lock.
+MIGRATION_LOCK_ID = 0x6E7A_6777  # "nzgw"
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        context.run_migrations()
+
+
+async def _run_async(url: str) -> None:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+            await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    existing = context.config.attributes.get("connection")
+    if existing is not None:
+        _run(existing)
+        return
+    url = context.config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("sqlalchemy.url is not configured")
+    asyncio.run(_run_async(url))
+
+
+main()

@@ -1,0 +1,70 @@
+"""The long-lived things one gateway process holds, created and closed by the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from neuronetz_gateway.config import Settings
+from neuronetz_gateway.db.engine import create_engine
+
+REDIS_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass
+class Resources:
+    """Connections shared by every request of this process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    redis: Redis
+    upstream: aiohttp.ClientSession
+
+    async def aclose(self) -> None:
+        await self.upstream.close()
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+
+def create_upstream_session(settings: Settings) -> aiohttp.ClientSession:
+    """One pooled aiohttp session for every upstream request of this process (SPEC §2)."""
+    connector = aiohttp.TCPConnector(
+        limit=settings.upstream_max_connections,
+        limit_per_host=0,
+        ttl_dns_cache=300,
+        enable_cleanup_closed=True,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(
+            total=None,
+            connect=settings.upstream_connect_timeout_seconds,
+            sock_read=settings.upstream_read_timeout_seconds,
+        ),
+        auto_decompress=False,
+        # Headers are built explicitly per request; no cookies are ever kept.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+    )
+
+
+def create_redis(settings: Settings) -> Redis:
+    return Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        health_check_interval=30,
+    )
+
+
+async def open_resources(settings: Settings) -> Resources:
+    """Create (lazily connecting) clients for Postgres, Redis and the upstreams."""
+    return Resources(
+        settings=settings,
+        engine=create_engine(settings.database_url),
+        redis=create_redis(settings),
+        upstream=create_upstream_session(settings),
+    )
