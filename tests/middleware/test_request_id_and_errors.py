@@ -1,0 +1,94 @@
+"""Request ids on every response (SPEC §4.1) and sanitised 500s (SPEC §4.9)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from neuronetz_gateway.app import create_app
+from neuronetz_gateway.config import Settings
+
+SECRET_TEXT = "boom at /srv/neuronetz/secret.py host db-internal.example 10.1.2.3"
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    app = create_app(settings)
+
+    async def explode() -> None:
+        raise RuntimeError(SECRET_TEXT)
+
+    app.add_api_route("/test/explode", explode)
+    return app
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        yield client
+
+
+async def test_generated_id_on_success(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+async def test_valid_inbound_id_is_kept(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz", headers={"X-Request-ID": "abc.DEF_123-x"})
+    assert response.headers["x-request-id"] == "abc.DEF_123-x"
+
+
+@pytest.mark.parametrize(
+    "inbound",
+    ["", "a b", "a" * 129, "x\u00e9", "<script>", "a,b", "../../etc"],
+)
+async def test_invalid_inbound_id_is_replaced(client: httpx.AsyncClient, inbound: str) -> None:
+    response = await client.get("/healthz", headers=[(b"x-request-id", inbound.encode())])
+    assert response.headers["x-request-id"] != inbound
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+
+
+async def test_404_and_405_carry_an_id_and_the_error_shape(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/nowhere")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "not found"}
+    assert missing.headers["x-request-id"]
+
+    wrong = await client.post("/healthz")
+    assert wrong.status_code == 405
+    assert wrong.json() == {"error": "method not allowed"}
+    assert wrong.headers["x-request-id"]
+    assert wrong.headers["allow"] == "GET"
+
+
+async def test_unhandled_exception_is_a_generic_500(client: httpx.AsyncClient) -> None:
+    response = await client.get("/test/explode", headers={"X-Request-ID": "req-500"})
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "req-500"
+    body = response.text
+    assert response.json() == {"error": "internal error (request id req-500)"}
+    for fragment in ("boom", "secret.py", "db-internal", "10.1.2.3", "RuntimeError", "Traceback"):
+        assert fragment not in body
+
+
+async def test_openai_surface_gets_the_openai_shape(app: FastAPI) -> None:
+    async def explode() -> None:
+        raise ValueError(SECRET_TEXT)
+
+    app.add_api_route("/v1/test-explode", explode)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        response = await client.get("/v1/test-explode")
+        missing = await client.get("/v1/nowhere")
+    assert response.status_code == 500
+    error = response.json()["error"]
+    assert error["type"] == "server_error"
+    assert error["code"] == "internal_error"
+    assert "boom" not in response.text
+    assert missing.json()["error"]["message"] == "not found"

@@ -1,0 +1,81 @@
+"""Settings: defaults, parsing of lists, and one-line errors naming the variable."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import sys
+
+import pytest
+
+from neuronetz_gateway.config import ConfigError, load_settings
+from tests.support.processes import base_environment
+
+
+def test_defaults_are_sane(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings(_env_file=None)
+    assert settings.gateway_port == 8080
+    assert settings.argon2_memory_kib == 19456
+    assert settings.argon2_time_cost == 2
+    assert settings.upstream_urls == ["http://127.0.0.1:11434"]
+    assert settings.metrics_token is None
+
+
+def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_BASE_URLS", "http://a:11434/, http://b:11434")
+    monkeypatch.setenv("TRUSTED_PROXY_IPS", "10.0.0.0/8, 127.0.0.1")
+    settings = load_settings(_env_file=None)
+    assert settings.upstream_urls == ["http://a:11434", "http://b:11434"]
+    assert settings.trusted_proxy_ips == [
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("127.0.0.1/32"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("GATEWAY_PORT", "eighty"),
+        ("GATEWAY_PORT", "70000"),
+        ("LOG_FORMAT", "xml"),
+        ("OLLAMA_BASE_URL", "ftp://x"),
+        ("TRUSTED_PROXY_IPS", "10.0.0.0/33"),
+        ("DATABASE_URL", "mysql://x"),
+        ("MAX_REQUEST_BODY_BYTES", "-1"),
+        ("MODEL_DISCOVERY_ENABLED", "maybe"),
+    ],
+)
+def test_invalid_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None)
+    message = str(caught.value)
+    assert variable in message
+    assert "\n" not in message
+
+
+def test_error_never_echoes_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "mysql://admin:hunter2-secret@db/x")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None)
+    assert "hunter2-secret" not in str(caught.value)
+
+
+def test_serve_with_invalid_config_stops_with_one_line(tmp_path: object) -> None:
+    env = {**base_environment(), "GATEWAY_PORT": "not-a-port"}
+    result = subprocess.run(
+        [sys.executable, "-m", "neuronetz_gateway", "serve"],
+        env=env,
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "GATEWAY_PORT" in lines[0]
+    assert "Traceback" not in result.stderr
