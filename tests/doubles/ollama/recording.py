@@ -74,15 +74,19 @@ class Recorder:
             entry.snapshot = replace(entry.snapshot, **changes)
             self._cond.notify_all()
 
-    def finished(self, entry: Entry, *, cancelled: bool) -> None:
-        """Mark a request as no longer in flight; `cancelled` if the client left."""
+    def finished(self, entry: Entry, *, completed: bool, cancelled: bool = False) -> None:
+        """Record how answering ended and take the request out of flight.
+
+        The server calls this just before its last write, so a client that saw
+        the end of a response also sees the outcome. A later call corrects the
+        outcome (that last write failed) without counting the request twice.
+        """
         with self._cond:
-            if entry.done:
-                return
-            entry.done = True
-            self._in_flight -= 1
-            if cancelled:
-                entry.snapshot = replace(entry.snapshot, cancelled=True)
+            if not entry.done:
+                entry.done = True
+                self._in_flight -= 1
+            entry.snapshot = replace(entry.snapshot, completed=completed, cancelled=cancelled)
+            if cancelled and entry not in self._cancelled:
                 self._cancelled.append(entry)
             self._cond.notify_all()
 

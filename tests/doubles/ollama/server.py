@@ -179,20 +179,20 @@ class OllamaDouble(Behaviour):
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         raw = await request.content.read()
         entry = self._recorder.arrived(_record(request, raw))
-        cancelled = False
         try:
             return await self._answer(request, entry, raw)
         except asyncio.CancelledError:
             # Either the client hung up, or stop() dropped the connection.
-            cancelled = not self._stopping
+            self._recorder.finished(entry, completed=False, cancelled=not self._stopping)
             raise
         except ConnectionError:
             # A write found the connection gone; aiohttp drops an unsendable
             # response quietly, whereas an exception would be logged as a 500.
-            cancelled = not self._stopping
+            self._recorder.finished(entry, completed=False, cancelled=not self._stopping)
             return web.Response(status=499)
         finally:
-            self._recorder.finished(entry, cancelled=cancelled)
+            if not entry.done:
+                self._recorder.finished(entry, completed=False)
 
     async def _answer(
         self, request: web.BaseRequest, entry: Entry, raw: bytes
@@ -250,9 +250,9 @@ class OllamaDouble(Behaviour):
         if reply.content_type is not None:
             response.headers["Content-Type"] = reply.content_type
         self._recorder.update(entry, status=reply.status)
+        self._recorder.finished(entry, completed=True)
         await response.prepare(request)
         await response.write_eof()
-        self._recorder.update(entry, completed=True)
         return response
 
     async def _generate(
@@ -274,21 +274,23 @@ class OllamaDouble(Behaviour):
                 break
             if sent:
                 await asyncio.sleep(behaviour.chunk_delay)
+            # Counted before the write, so a client holding the chunk sees it counted.
+            self._recorder.update(entry, chunks_sent=sent + 1)
             await response.write(reply.frames[sent])
             sent += 1
-            self._recorder.update(entry, chunks_sent=sent)
         if cut == "disconnect":
+            self._recorder.finished(entry, completed=False)
             _drop(request)
             return response
         if cut == "error":
+            self._recorder.finished(entry, completed=True)
             await response.write(reply.error_frame(behaviour.error_message))
         else:
             if sent:
                 await asyncio.sleep(behaviour.chunk_delay)
-            for frame in reply.tail:
-                await response.write(frame)
+            self._recorder.finished(entry, completed=True)
+            await response.write(b"".join(reply.tail))
         await response.write_eof()
-        self._recorder.update(entry, completed=True)
         return response
 
     async def _generate_whole(
@@ -300,6 +302,7 @@ class OllamaDouble(Behaviour):
     ) -> web.StreamResponse:
         # The model "fails" before the answer is complete, so the client gets no body.
         if behaviour.disconnect_after is not None:
+            self._recorder.finished(entry, completed=False)
             _drop(request)
             return web.Response(status=500)
         if behaviour.mid_stream_error_after is not None:
