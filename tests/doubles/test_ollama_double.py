@@ -541,6 +541,18 @@ def test_openai_mid_stream_error_is_an_error_frame_without_done(
     assert "[DONE]" not in payloads
 
 
+def test_error_before_the_first_chunk_is_a_500(double: OllamaDouble, http: httpx.Client) -> None:
+    double.mid_stream_error_after = 0
+    body = {"model": CHAT_MODEL, "messages": HELLO, "stream": True}
+
+    native = http.post("/api/chat", json=body)
+    openai_style = http.post("/v1/chat/completions", json=body)
+
+    assert (native.status_code, native.json()) == (500, {"error": double.error_message})
+    assert openai_style.status_code == 500
+    assert openai_style.json()["error"]["message"] == double.error_message
+
+
 def test_mid_stream_error_without_streaming_is_a_500(
     native: ollama.Client, double: OllamaDouble
 ) -> None:

@@ -3,10 +3,18 @@
 Start it, point the code under test at `double.base_url`, script failures with
 the behaviour knobs, then assert on what the double received::
 
-    with OllamaDouble() as double:               # or double.start() / double.stop()
+    @pytest.fixture
+    def double() -> Iterator[OllamaDouble]:
+        with OllamaDouble() as running:          # start() ... stop()
+            yield running
+
+    def test_chat(double: OllamaDouble) -> None:
         client = ollama.Client(host=double.base_url)
         client.chat(model="llama3.1:8b", messages=[{"role": "user", "content": "hi"}])
         assert double.requests[0].json["model"] == "llama3.1:8b"
+
+The server runs on its own thread and event loop, so sync and async tests (and
+an app under test in the test's loop) can use it alike.
 
 Surfaces (field names as in ollama/ollama's api/types.go and openai/openai.go):
 
@@ -51,9 +59,12 @@ Public API:
 - `requests` (snapshots of `RecordedRequest`, in arrival order, including
   rejected ones), `clear()`, `in_flight()`, `wait_for_requests(n, timeout)`,
   `wait_for_cancellation(timeout)`, `wait_until_idle(timeout)`; waits raise
-  `TimeoutError`.
+  `TimeoutError`. A request's outcome (`status`, `completed`, `cancelled`) is
+  recorded before its last byte is written, so it is already visible once the
+  client has the whole response.
 """
 
+from . import wire
 from .behaviour import QUEUE_FULL, RUNNER_CRASHED, Behaviour
 from .recording import RecordedRequest
 from .server import DEFAULT_MODELS, OllamaDouble
@@ -70,4 +81,5 @@ __all__ = [
     "count_prompt_tokens",
     "embedding_for",
     "metrics",
+    "wire",
 ]

@@ -30,13 +30,17 @@ class Behaviour:
     """Answer with this status and message, in the surface's error shape."""
 
     mid_stream_error_after: int | None = None
-    """After N token chunks, send the in-band error and end the stream."""
+    """After N token chunks (or the last token, if fewer) end the stream with the
+    in-band error: a native `{"error": ...}` line, or an OpenAI `data: {"error": {...}}`
+    frame and no `[DONE]`. Before any chunk (N=0), and for non-streamed requests,
+    the answer is a 500 with the error body instead, as Ollama does."""
 
     error_message: str = RUNNER_CRASHED[1]
     """The text of mid-stream errors (put fake paths or IPs here to test sanitising)."""
 
     disconnect_after: int | None = None
-    """After N token chunks, close the connection without finishing the response."""
+    """After N token chunks (or the last token, if fewer) close the connection with
+    the response unfinished; non-streamed requests get no response at all."""
 
     hang: bool = False
     """Hold the request without answering; setting it back to False releases it."""

@@ -207,8 +207,9 @@ class OllamaDouble(Behaviour):
         route, path_model = found
         body = entry.snapshot.json
         model = route.model_of(body, path_model)
-        behaviour = self._overrides.get(wire.normalise(model), self) if model else self
+        behaviour: Behaviour = self
         if model is not None:
+            behaviour = self._overrides.get(wire.normalise(model), self)
             await self._hold(behaviour)
             if behaviour.fail_with is not None:
                 status, message = behaviour.fail_with
@@ -264,6 +265,10 @@ class OllamaDouble(Behaviour):
     ) -> web.StreamResponse:
         if not reply.stream:
             return await self._generate_whole(request, entry, reply, behaviour)
+        if _cut(behaviour, 0, len(reply.frames)) == "error":
+            # Like Ollama: an error before any content still gets a real status.
+            failure = routes.error(reply.dialect, 500, behaviour.error_message)
+            return await self._send(request, entry, failure)
         response = web.StreamResponse(status=200)
         response.headers["Content-Type"] = reply.content_type
         self._recorder.update(entry, status=200)
