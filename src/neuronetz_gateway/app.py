@@ -19,10 +19,13 @@ from neuronetz_gateway.api import health, metrics
 from neuronetz_gateway.api.health import Readiness
 from neuronetz_gateway.config import Settings, load_settings
 from neuronetz_gateway.errors import error_body, surface_of_path
+from neuronetz_gateway.gateway import GatewayMiddleware, RuntimeHolder
 from neuronetz_gateway.middleware.error_guard import ErrorGuardMiddleware
 from neuronetz_gateway.middleware.request_id import RequestIdMiddleware
 from neuronetz_gateway.observability.logging import configure_logging
+from neuronetz_gateway.pipeline import Pipeline
 from neuronetz_gateway.resources import open_resources
+from neuronetz_gateway.runtime import GatewayRuntime
 
 log = structlog.get_logger("neuronetz_gateway.app")
 
@@ -49,15 +52,21 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = await open_resources(settings)
+        runtime = GatewayRuntime(settings, resources)
         app.state.resources = resources
         app.state.readiness = Readiness(resources)
+        await runtime.start()
+        holder.runtime, holder.pipeline = runtime, Pipeline(runtime)
         log.info("gateway_started", upstreams=len(settings.upstream_urls))
         try:
             yield
         finally:
+            holder.runtime = holder.pipeline = None
+            await runtime.aclose()
             await resources.aclose()
             log.info("gateway_stopped")
 
+    holder = RuntimeHolder(trusted_proxies=list(settings.trusted_proxy_ips))
     app = FastAPI(
         lifespan=lifespan,
         redirect_slashes=False,
@@ -71,7 +80,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _http_error)
     # add_middleware wraps outward: the request id is outermost, so even the guard's
-    # 500 carries it.
+    # 500 carries it; the route policy is innermost of ours, in front of the framework.
+    app.add_middleware(GatewayMiddleware, holder=holder)
     app.add_middleware(ErrorGuardMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -41,6 +41,7 @@ class Exchange:
     upstream_ms: float | None = None
     first_byte_ms: float | None = None
     response_started: bool = False
+    response_complete: bool = False
     disconnected: bool = False
     # Headers every response of this exchange carries (e.g. x-ratelimit-*).
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)

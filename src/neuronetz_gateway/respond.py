@@ -27,6 +27,10 @@ async def start(
 
 
 async def body(exchange: Exchange, data: bytes, *, more: bool) -> None:
+    if not more:
+        # Set before sending: the disconnect watcher must not mistake the end of a
+        # completed response for a client that went away.
+        exchange.response_complete = True
     await exchange.send({"type": "http.response.body", "body": data, "more_body": more})
 
 

@@ -70,6 +70,21 @@ class LogTail:
                 if self.closed or not self._changed.wait(timeout):
                     return None
 
+    def wait_for_count(self, needle: str, count: int, timeout: float) -> bool:
+        """True once `count` lines containing `needle` were printed (False on timeout)."""
+        deadline = threading.Event()
+        timer = threading.Timer(timeout, deadline.set)
+        timer.start()
+        try:
+            with self._changed:
+                while sum(needle in line for line in self.lines) < count:
+                    if self.closed or deadline.is_set():
+                        return False
+                    self._changed.wait(0.5)
+                return True
+        finally:
+            timer.cancel()
+
     def text(self) -> str:
         with self._changed:
             return "".join(self.lines)
@@ -78,8 +93,11 @@ class LogTail:
 class GatewayProcess:
     """One gateway server process; use as a context manager or call start()/stop()."""
 
-    def __init__(self, env: dict[str, str], *, port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], *, port: int | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.port = port or free_port()
+        self.args = args
         self.env = {
             **base_environment(),
             "GATEWAY_HOST": "127.0.0.1",
@@ -98,7 +116,7 @@ class GatewayProcess:
     def start(self, timeout: float = STARTUP_TIMEOUT_SECONDS) -> str:
         """Start the server and wait until it has started up; return the base URL."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "neuronetz_gateway", "serve"],
+            [sys.executable, "-m", "neuronetz_gateway", "serve", *self.args],
             env=self.env,
             cwd=self.workdir,
             stdout=subprocess.PIPE,

@@ -29,11 +29,18 @@ def serve_command(
     host: Annotated[str | None, typer.Option(help="Overrides GATEWAY_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Overrides GATEWAY_PORT.")] = None,
     workers: Annotated[int | None, typer.Option(help="Overrides GATEWAY_WORKERS.")] = None,
+    skip_migrations: Annotated[
+        bool,
+        typer.Option(
+            "--skip-migrations", help="Do not migrate first (migrations run as a separate job)."
+        ),
+    ] = False,
 ) -> None:
     """Run migrations, then serve the gateway."""
     config = settings()
     configure_logging(config.log_level, config.log_format)
-    migrations.upgrade(config.database_url)
+    if not skip_migrations:
+        migrations.upgrade(config.database_url)
     uvicorn.run(
         "neuronetz_gateway.app:create_app_from_env",
         factory=True,

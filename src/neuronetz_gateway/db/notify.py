@@ -27,6 +27,7 @@ KEY_REVOKED = "nz_key_revoked"
 CONFIG_CHANGED = "nz_config_changed"
 PING_INTERVAL_SECONDS = 5.0
 CONNECT_TIMEOUT_SECONDS = 5.0
+APPLICATION_NAME = "neuronetz-gateway-listener"  # visible in pg_stat_activity
 MAX_BACKOFF_SECONDS = 5.0
 
 
@@ -101,7 +102,11 @@ class ChangeListener:
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
     async def _listen_until_lost(self) -> None:
-        connection = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT_SECONDS)
+        connection = await asyncpg.connect(
+            self._dsn,
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            server_settings={"application_name": APPLICATION_NAME},
+        )
         lost = asyncio.Event()
         connection.add_termination_listener(lambda _conn: lost.set())
         try:

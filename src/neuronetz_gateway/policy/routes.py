@@ -127,17 +127,19 @@ class Decision:
     audit_route: str = ""  # what the audit row names: route name or canonical path
 
 
-def canonical_path(raw_path: bytes) -> str:
-    """The path as the most lenient server could read it: decoded, lower-case, resolved."""
+def _decode(raw_path: bytes) -> str:
     text = raw_path.decode("latin-1").split("?", 1)[0]
     for _ in range(_MAX_DECODE_ROUNDS):
         decoded = unquote(text, encoding="latin-1")
         if decoded == text:
             break
         text = decoded
-    text = _CONTROL.sub("", text.replace("\\", "/")).lower()
+    return text.replace("\\", "/")
+
+
+def _resolve(text: str) -> str:
     segments: list[str] = []
-    for segment in text.split("/"):
+    for segment in _CONTROL.sub("", text).lower().split("/"):
         segment = segment.split(";", 1)[0]
         if segment in ("", "."):
             continue
@@ -147,6 +149,17 @@ def canonical_path(raw_path: bytes) -> str:
             continue
         segments.append(segment)
     return "/" + "/".join(segments)
+
+
+def canonical_path(raw_path: bytes) -> str:
+    """The path as the most lenient server could read it: decoded, lower-case, resolved."""
+    return _resolve(_decode(raw_path))
+
+
+def _readings(raw_path: bytes) -> tuple[str, str]:
+    """Two readings of the path: NULs dropped, and (as C code would) cut at the first NUL."""
+    decoded = _decode(raw_path)
+    return _resolve(decoded), _resolve(decoded.split("\x00", 1)[0])
 
 
 def is_blocked(canonical: str) -> bool:
@@ -184,9 +197,9 @@ def classify(method: str, raw_path: bytes) -> Decision:
     route = ALLOWED.get(raw_path)
     if route is not None:
         return _for_route(route, method)
-    canonical = canonical_path(raw_path)
+    canonical, truncated = _readings(raw_path)
     audit_route = canonical[:64]
-    if is_blocked(canonical):
+    if is_blocked(canonical) or is_blocked(truncated):
         return Decision(Verdict.BLOCKED, audit_route=audit_route)
     if raw_path in INTERNAL_PATHS:
         if method in INTERNAL_METHODS:

@@ -21,6 +21,7 @@ class ParsedBody:
     data: dict[str, Any]
     model: str
     stream: bool
+    raw: bytes = b""  # the bytes as the client sent them, forwarded when nothing changed
 
 
 def parse_model_body(data: Any, *, streams_by_default: bool) -> ParsedBody:

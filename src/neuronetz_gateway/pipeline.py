@@ -1,0 +1,303 @@
+"""The request pipeline: every allowlisted request, stage by stage (ARCHITECTURE.md).
+
+    route policy (gateway.py) → authenticate → read body → authorize model
+        → admit → proxy + relay → settle → audit
+
+`Pipeline.handle` is the whole story for one request; each stage lives in its own
+module and refuses by raising `GatewayError`, which is answered here in the shape of
+the surface. Whatever happens, the request is settled (if admitted) and audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import orjson
+import structlog
+
+from neuronetz_gateway import respond
+from neuronetz_gateway.api import listings
+from neuronetz_gateway.context import Exchange
+from neuronetz_gateway.db.tables import Outcome
+from neuronetz_gateway.errors import GatewayError, Surface, model_not_found, unavailable
+from neuronetz_gateway.limits import (
+    Admission,
+    AdmissionRequest,
+    LimiterUnavailable,
+    Refused,
+    Ticket,
+    estimate_prompt_tokens,
+)
+from neuronetz_gateway.policy import routes
+from neuronetz_gateway.policy.access import may_use, visible_models
+from neuronetz_gateway.policy.routes import Route, RouteKind
+from neuronetz_gateway.proxy import body as bodies
+from neuronetz_gateway.proxy import rewrite
+from neuronetz_gateway.proxy.forward import UpstreamUnreachable, forward, upstream_failed
+from neuronetz_gateway.proxy.observer import StreamObserver
+from neuronetz_gateway.proxy.usage import Usage
+from neuronetz_gateway.refusals import refused_error
+from neuronetz_gateway.runtime import GatewayRuntime
+
+log = structlog.get_logger(__name__)
+
+CANCELLED_STATUS = 499  # nginx's "client closed request", for the audit row only
+
+
+class Pipeline:
+    def __init__(self, runtime: GatewayRuntime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+
+    async def handle(self, exchange: Exchange, route: Route, model_param: str | None) -> None:
+        """Run one allowlisted request through every stage; never raises."""
+        try:
+            await self._stages(exchange, route, model_param)
+        except GatewayError as failure:
+            if exchange.response_started:
+                exchange.outcome = failure.outcome
+            else:
+                await respond.error(exchange, failure)
+        except bodies.ClientGone:
+            exchange.outcome = Outcome.CANCELLED
+        finally:
+            if exchange.disconnected and not exchange.response_complete:
+                exchange.outcome = Outcome.CANCELLED
+                exchange.status = exchange.status or CANCELLED_STATUS
+            self.runtime.record(exchange)
+
+    async def _stages(self, exchange: Exchange, route: Route, model_param: str | None) -> None:
+        declared = bodies.declared_length(exchange)
+        if declared is not None and declared > self.settings.max_request_body_bytes:
+            raise bodies.too_large(self.settings.max_request_body_bytes)
+        exchange.principal = await self.runtime.authenticator.authenticate(
+            exchange.header(b"authorization")
+        )
+        if not self.runtime.audit.accepting:
+            raise unavailable("audit log unavailable; retry shortly", retry_after=5)
+        match route.kind:
+            case RouteKind.MODEL:
+                await self._model_request(exchange, route)
+            case RouteKind.SHOW:
+                await self._show(exchange, route)
+            case RouteKind.LISTING:
+                await self._listing(exchange, route, model_param)
+            case RouteKind.PASSTHROUGH:
+                await self._passthrough(exchange, route)
+
+    # -- model access ---------------------------------------------------------------
+
+    def _authorize(self, exchange: Exchange, requested: str) -> str:
+        """The catalog name of `requested` if the key may use it; 404 otherwise."""
+        assert exchange.principal is not None
+        catalog = self.runtime.catalog
+        model = catalog.get(requested)
+        if model is None or not may_use(exchange.principal, model.name, catalog):
+            raise model_not_found(requested)
+        exchange.model = model.name
+        return model.name
+
+    async def _read_request(self, exchange: Exchange, route: Route) -> rewrite.ParsedBody:
+        raw = await bodies.read_body(exchange, self.settings.max_request_body_bytes)
+        parsed = rewrite.parse_model_body(
+            bodies.parse_json(raw), streams_by_default=route.streams_by_default
+        )
+        parsed.raw = raw
+        return parsed
+
+    # -- routes ---------------------------------------------------------------------
+
+    async def _model_request(self, exchange: Exchange, route: Route) -> None:
+        parsed = await self._read_request(exchange, route)
+        model = self._authorize(exchange, parsed.model)
+        principal = exchange.principal
+        assert principal is not None
+        openai = route.surface is Surface.OPENAI
+        estimate = estimate_prompt_tokens(rewrite.request_text_bytes(parsed.data))
+        client_cap = (
+            rewrite.client_output_cap_openai(parsed.data)
+            if openai
+            else rewrite.client_output_cap_native(parsed.data)
+        )
+        admission = await self._admit(exchange, route, estimate, client_cap)
+        exchange.extra_headers.extend(
+            (name.encode(), value.encode()) for name, value in admission.headers.items()
+        )
+        if principal.prompt_logging:
+            exchange.prompt_request = parsed.data
+        output_cap = admission.output_cap if route.produces_output else None
+        if openai:
+            changed, wants_usage = rewrite.apply_openai(parsed.data, output_cap, parsed.stream)
+        else:
+            changed, wants_usage = rewrite.apply_native(parsed.data, output_cap), True
+        body = orjson.dumps(parsed.data) if changed else parsed.raw
+        observer = StreamObserver(
+            collect_text=principal.prompt_logging, keep_usage_chunk=wants_usage
+        )
+        try:
+            await self._proxy_watching(exchange, route, body, observer, model, admission.ticket)
+        finally:
+            usage = self._usage(observer, estimate, exchange, route)
+            exchange.prompt_tokens = usage.prompt_tokens
+            exchange.completion_tokens = usage.completion_tokens
+            if principal.prompt_logging:
+                exchange.response_text = observer.text
+            await self._settle(admission.ticket, usage)
+
+    async def _show(self, exchange: Exchange, route: Route) -> None:
+        parsed = await self._read_request(exchange, route)
+        model = self._authorize(exchange, parsed.model)
+        await self._proxy_watching(exchange, route, parsed.raw, StreamObserver(), model, None)
+
+    async def _listing(self, exchange: Exchange, route: Route, model_param: str | None) -> None:
+        assert exchange.principal is not None
+        visible = visible_models(exchange.principal, self.runtime.catalog)
+        if route is routes.TAGS:
+            await respond.complete(exchange, 200, listings.tags_body(visible))
+        elif route is routes.V1_MODELS:
+            await respond.complete(exchange, 200, listings.openai_models_body(visible))
+        elif route is routes.V1_MODEL:
+            assert model_param is not None
+            name = self._authorize(exchange, model_param)
+            model = next(m for m in visible if m.name == name)
+            await respond.complete(exchange, 200, orjson.dumps(listings.openai_model(model)))
+        else:  # /api/ps: Ollama knows what is loaded; the key sees only its models
+            await self._ps(exchange, {m.name for m in visible})
+
+    async def _ps(self, exchange: Exchange, visible: set[str]) -> None:
+        upstream = self.runtime.upstreams.pick()
+        assert upstream is not None
+        session = self.runtime.resources.upstream
+        try:
+            async with session.get(upstream.url("/api/ps"), allow_redirects=False) as response:
+                content = await response.read()
+                if response.status != 200:
+                    raise upstream_failed()
+        except (TimeoutError, OSError, ValueError) as error:
+            log.warning("upstream_ps_failed", error=type(error).__name__)
+            raise upstream_failed() from None
+        try:
+            filtered = listings.filter_ps(content, visible)
+        except orjson.JSONDecodeError:
+            raise upstream_failed() from None
+        await respond.complete(exchange, 200, filtered)
+
+    async def _passthrough(self, exchange: Exchange, route: Route) -> None:
+        await self._proxy_watching(exchange, route, None, StreamObserver(), None, None)
+
+    # -- admission and settlement -----------------------------------------------------
+
+    async def _admit(
+        self, exchange: Exchange, route: Route, estimate: int, client_cap: int | None
+    ) -> Admission:
+        principal = exchange.principal
+        assert principal is not None
+        request = AdmissionRequest(
+            tenant_id=principal.tenant_id,
+            key_id=principal.key_id,
+            request_id=exchange.request_id,
+            tenant_limits=principal.tenant_limits,
+            key_limits=principal.key_limits,
+            prompt_estimate=estimate,
+            client_output_cap=client_cap,
+            produces_output=route.produces_output,
+        )
+        try:
+            return await self.runtime.limiter.admit(request)
+        except Refused as refusal:
+            raise refused_error(refusal) from None
+        except LimiterUnavailable:
+            raise unavailable("rate limiting is temporarily unavailable") from None
+
+    async def _settle(self, ticket: Ticket, usage: Usage) -> None:
+        # Shielded: a cancelled request (client gone) must still release its lease.
+        settle = self.runtime.limiter.settle(ticket, usage.prompt_tokens, usage.completion_tokens)
+        try:
+            await asyncio.shield(settle)
+        except (LimiterUnavailable, asyncio.CancelledError) as error:
+            log.warning("settlement_failed", error=type(error).__name__)
+
+    @staticmethod
+    def _usage(
+        observer: StreamObserver, estimate: int, exchange: Exchange, route: Route
+    ) -> Usage:
+        """Tokens to record: Ollama's counts, else what was seen (cancelled, legacy)."""
+        if observer.usage is not None and (
+            observer.usage.prompt_tokens or observer.usage.completion_tokens
+        ):
+            return observer.usage
+        if exchange.response_started or route is routes.EMBEDDINGS:
+            # No final count (client left, stream broke, /api/embeddings reports none):
+            # charge the prompt estimate and one token per relayed content chunk.
+            return Usage(estimate, observer.content_chunks if route.produces_output else 0)
+        return Usage(0, 0)
+
+    # -- proxying with the client watched ---------------------------------------------
+
+    async def _proxy_watching(
+        self,
+        exchange: Exchange,
+        route: Route,
+        body: bytes | None,
+        observer: StreamObserver,
+        model: str | None,
+        ticket: Ticket | None,
+    ) -> None:
+        """Forward while watching for the client leaving (which cancels the upstream)."""
+        main = asyncio.current_task()
+        assert main is not None
+        watcher = asyncio.create_task(self._watch(exchange, main, ticket))
+        try:
+            await self._forward(exchange, route, body, observer, model)
+        except asyncio.CancelledError:
+            if not exchange.disconnected:
+                raise
+            main.uncancel()
+            exchange.outcome = Outcome.CANCELLED
+        finally:
+            watcher.cancel()
+
+    async def _forward(
+        self,
+        exchange: Exchange,
+        route: Route,
+        body: bytes | None,
+        observer: StreamObserver,
+        model: str | None,
+    ) -> None:
+        upstream = self.runtime.upstreams.pick(model)
+        if upstream is None:
+            raise upstream_failed(502, "no upstream available")
+        try:
+            await forward(
+                exchange,
+                self.runtime.resources.upstream,
+                upstream,
+                method=exchange.method,
+                path=route.upstream_path,
+                body=body,
+                observer=observer,
+                model=model,
+            )
+        except UpstreamUnreachable:
+            raise upstream_failed(502, "upstream unavailable") from None
+
+    async def _watch(self, exchange: Exchange, main: asyncio.Task[Any], ticket: Ticket | None) -> None:
+        """Cancel `main` when the client disconnects; keep a stream's lease alive."""
+        interval = ticket.refresh_interval if ticket is not None and ticket.holds_lease else None
+        while True:
+            try:
+                async with asyncio.timeout(interval):
+                    message = await exchange.receive()
+            except TimeoutError:
+                assert ticket is not None
+                with contextlib.suppress(LimiterUnavailable):
+                    await self.runtime.limiter.refresh(ticket)
+                continue
+            if message["type"] == "http.disconnect":
+                if not exchange.response_complete:
+                    exchange.disconnected = True
+                    main.cancel()
+                return

@@ -1,0 +1,65 @@
+"""Reading and parsing the request body (SPEC §4.4): size-checked, parsed once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from neuronetz_gateway.context import Exchange
+from neuronetz_gateway.db.tables import Outcome
+from neuronetz_gateway.errors import GatewayError, bad_request
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was complete."""
+
+
+def too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413,
+        f"request body too large (limit {limit} bytes)",
+        Outcome.CLIENT_ERROR,
+        code="request_too_large",
+        # The rest of an oversized body is never read: the connection cannot be reused.
+        headers={"connection": "close"},
+    )
+
+
+def declared_length(exchange: Exchange) -> int | None:
+    """The request's Content-Length, or None when absent; 400 when it is malformed."""
+    value = exchange.header(b"content-length")
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise bad_request("invalid Content-Length")
+    return int(value)
+
+
+async def read_body(exchange: Exchange, limit: int) -> bytes:
+    """The whole body, refusing with 413 as soon as more than `limit` bytes arrive."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await exchange.receive()
+        if message["type"] == "http.disconnect":
+            exchange.disconnected = True
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        if chunk:
+            parts.append(chunk)
+        if not message.get("more_body", False):
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def parse_json(raw: bytes) -> Any:
+    """The parsed body; 400 for empty or invalid JSON."""
+    if not raw.strip():
+        raise bad_request("request body is empty; a JSON object is required")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise bad_request("request body is not valid JSON") from None

@@ -1,0 +1,89 @@
+"""Relaying an upstream response to the client (SPEC §4.7).
+
+Streams go out as they arrive: every upstream read that completes at least one NDJSON
+line or SSE frame is sent at once as one ASGI message (never merged with later data,
+never held back for more); a trailing partial line waits only for its own end, since
+an error line must be sanitised before it is relayed.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+import orjson
+
+from neuronetz_gateway import respond
+from neuronetz_gateway.context import Exchange
+from neuronetz_gateway.db.tables import Outcome
+from neuronetz_gateway.errors import Surface, error_body
+from neuronetz_gateway.proxy.observer import StreamObserver
+
+NDJSON = b"application/x-ndjson"
+EVENT_STREAM = b"text/event-stream"
+STREAM_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+LOST = "upstream connection lost"
+
+
+async def relay_stream(
+    exchange: Exchange,
+    response: aiohttp.ClientResponse,
+    observer: StreamObserver,
+    *,
+    sse: bool,
+) -> None:
+    """Relay an NDJSON (native) or SSE (OpenAI) stream, observing it on the way."""
+    separator = b"\n\n" if sse else b"\n"
+    feed = observer.sse if sse else observer.ndjson
+    await respond.start(exchange, 200, EVENT_STREAM if sse else NDJSON, STREAM_HEADERS)
+    pending = b""
+    try:
+        async for chunk in response.content.iter_any():
+            data = pending + chunk if pending else chunk
+            cut = data.rfind(separator)
+            if cut < 0:
+                pending = data
+                continue
+            end = cut + len(separator)
+            pending = data[end:]
+            out = feed(data[:end])
+            if out:
+                await respond.body(exchange, out, more=True)
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
+        await _end_with_error(exchange, observer, sse)
+        return
+    if pending.strip():
+        out = feed(pending + separator)
+        if out:
+            await respond.body(exchange, out, more=True)
+    if observer.error:
+        exchange.outcome = Outcome.UPSTREAM_ERROR
+    await respond.body(exchange, b"", more=False)
+
+
+async def _end_with_error(exchange: Exchange, observer: StreamObserver, sse: bool) -> None:
+    """The upstream broke off mid-stream: tell the client in-band, then end the stream."""
+    exchange.outcome = Outcome.UPSTREAM_ERROR
+    observer.error = True
+    if sse:
+        frame = b"data: " + error_body(Surface.OPENAI, 502, LOST, code="upstream_error") + b"\n\n"
+    else:
+        frame = orjson.dumps({"error": LOST}) + b"\n"
+    await respond.body(exchange, frame, more=True)
+    await respond.body(exchange, b"", more=False)
+
+
+async def relay_whole(
+    exchange: Exchange,
+    status: int,
+    content: bytes,
+    content_type: bytes,
+    observer: StreamObserver,
+    *,
+    openai: bool,
+) -> None:
+    """Relay a complete (non-streamed) JSON response, recording its token counts."""
+    try:
+        data = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        data = None
+    observer.whole(data, openai=openai)
+    await respond.complete(exchange, status, content, content_type or respond.JSON)

@@ -1,0 +1,30 @@
+"""429s from the limiter's refusals (SPEC §4.5, §4.6), per surface."""
+
+from __future__ import annotations
+
+from neuronetz_gateway.db.tables import Outcome
+from neuronetz_gateway.errors import GatewayError
+from neuronetz_gateway.limits import Refused
+
+
+def refused_error(refusal: Refused) -> GatewayError:
+    """The 429 for a refusal: `insufficient_quota` for budgets, else `rate_limit_exceeded`."""
+    headers = {name.lower(): value for name, value in refusal.headers.items()}
+    headers.setdefault("retry-after", str(max(1, refusal.retry_after)))
+    if refusal.reason == "budget":
+        return GatewayError(
+            429,
+            refusal.message,
+            Outcome.BUDGET_EXCEEDED,
+            code="insufficient_quota",
+            type="insufficient_quota",
+            headers=headers,
+        )
+    return GatewayError(
+        429,
+        refusal.message,
+        Outcome.RATE_LIMITED,
+        code="rate_limit_exceeded",
+        type="requests",
+        headers=headers,
+    )

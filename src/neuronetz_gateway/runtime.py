@@ -1,0 +1,142 @@
+"""`GatewayRuntime`: the stages and background tasks of one process, wired together.
+
+Built by the app's lifespan from `Settings` and `Resources`; started and closed there.
+The pipeline reads every stage from here, so a stage can be read and tested alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+from datetime import UTC, date, datetime
+
+import structlog
+
+from neuronetz_gateway.audit import AuditRecord, AuditWriter, PromptLogRecord, RetentionTask
+from neuronetz_gateway.audit.records import prompt_log_expires_at
+from neuronetz_gateway.auth.authenticator import Authenticator
+from neuronetz_gateway.auth.verifier import KeyVerifier
+from neuronetz_gateway.catalog.discovery import DiscoveryTask
+from neuronetz_gateway.catalog.models import Catalog
+from neuronetz_gateway.config import Settings
+from neuronetz_gateway.context import Exchange
+from neuronetz_gateway.db.notify import ChangeHandlers, ChangeListener, ConfigChange
+from neuronetz_gateway.limits import Limiter, PostgresUsageSource, RedisLimiter
+from neuronetz_gateway.proxy.upstreams import UpstreamPool
+from neuronetz_gateway.resources import Resources
+
+log = structlog.get_logger(__name__)
+
+ARGON2_QUEUE_LIMIT = 64
+
+
+class BufferedUsageSource:
+    """Usage from Postgres plus what this process has not written yet (SPEC §4.6)."""
+
+    def __init__(self, database: PostgresUsageSource, audit: AuditWriter) -> None:
+        self._database = database
+        self._audit = audit
+
+    async def used_tokens(
+        self, tenant_id: uuid.UUID, key_id: uuid.UUID | None, since: date | None
+    ) -> int:
+        stored = await self._database.used_tokens(tenant_id, key_id, since)
+        return stored + self._audit.pending_usage(tenant_id, key_id, since)
+
+
+class GatewayRuntime:
+    def __init__(self, settings: Settings, resources: Resources) -> None:
+        self.settings = settings
+        self.resources = resources
+        self.verifier = KeyVerifier(
+            parallelism=max(1, settings.argon2_parallelism), queue_limit=ARGON2_QUEUE_LIMIT
+        )
+        self.authenticator = Authenticator(
+            resources.engine, self.verifier, cache_ttl_seconds=settings.key_cache_ttl_seconds
+        )
+        self.catalog = Catalog()
+        self.upstreams = UpstreamPool(settings.upstream_urls)
+        self.audit = AuditWriter(resources.engine, settings)
+        self.limiter: Limiter = RedisLimiter(
+            resources.redis,
+            BufferedUsageSource(PostgresUsageSource(resources.engine), self.audit),
+            lease_seconds=settings.concurrency_lease_seconds,
+            default_max_output_tokens=settings.budget_default_max_output_tokens,
+        )
+        self.discovery = DiscoveryTask(resources.engine, resources.upstream, settings, self.catalog)
+        self.retention = RetentionTask(resources.engine, settings)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.listener = ChangeListener(
+            settings.database_url,
+            ChangeHandlers(
+                on_key_revoked=self.authenticator.evict_prefix,
+                on_config_changed=self._on_config_changed,
+                on_reconnect=self._on_reconnect,
+            ),
+        )
+
+    async def start(self) -> None:
+        await self.audit.start()
+        await self.listener.start()
+        await self.discovery.start()
+        await self.retention.start()
+
+    async def aclose(self) -> None:
+        await self.listener.aclose()
+        await self.discovery.aclose()
+        await self.retention.aclose()
+        await self.audit.aclose()
+        self.verifier.close()
+
+    # -- change feed --------------------------------------------------------------------
+
+    def _on_config_changed(self, change: ConfigChange) -> None:
+        self.authenticator.evict(change.tenant_id, change.key_id)
+        if change.table == "api_keys" and change.key_id is not None:
+            self._spawn(self.authenticator.learn_key(change.key_id))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background, keeping a reference until it is done."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_reconnect(self) -> None:
+        self.authenticator.clear()
+        await self.authenticator.load_prefix_index()
+
+    # -- after every request ------------------------------------------------------------
+
+    def record(self, exchange: Exchange) -> None:
+        """Audit the exchange (queued; written in batches off the hot path)."""
+        principal = exchange.principal
+        now = datetime.now(UTC)
+        prompt_log = None
+        if principal is not None and exchange.prompt_request is not None:
+            prompt_log = PromptLogRecord(
+                request=exchange.prompt_request,
+                response="".join(exchange.response_text or ()),
+                expires_at=prompt_log_expires_at(now, principal.prompt_log_ttl_hours, self.settings),
+            )
+        self.audit.submit(
+            AuditRecord(
+                request_id=exchange.request_id,
+                ts=now,
+                tenant_id=principal.tenant_id if principal else None,
+                key_id=principal.key_id if principal else None,
+                method=exchange.method[:16],
+                route=exchange.audit_route,
+                model=exchange.model,
+                status_code=exchange.status,
+                outcome=exchange.outcome,
+                prompt_tokens=exchange.prompt_tokens,
+                completion_tokens=exchange.completion_tokens,
+                latency_ms=exchange.latency_ms,
+                upstream_ms=exchange.upstream_ms,
+                client_ip=exchange.client_ip,
+                user_agent=exchange.user_agent,
+                prompt_log=prompt_log,
+            )
+        )

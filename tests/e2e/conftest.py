@@ -1,0 +1,101 @@
+"""End-to-end fixtures: one Ollama double and one gateway process per test module."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from neuronetz_gateway.db.tables import AuditLog
+from tests.doubles.ollama import OllamaDouble
+from tests.support.factories import KeyFixture, make_key, make_tenant
+from tests.support.processes import GatewayProcess
+from tests.support.stack import start_gateway
+
+
+@pytest.fixture(scope="module")
+def double() -> Iterator[OllamaDouble]:
+    with OllamaDouble() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def gateway(database_url: str, double: OllamaDouble) -> Iterator[GatewayProcess]:
+    process = start_gateway(database_url, double)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_double(double: OllamaDouble) -> None:
+    """Each test starts with a well-behaved double and an empty request record."""
+    double.clear()
+    double.completion_tokens = 5
+    double.chunk_delay = 0.0
+    double.first_byte_delay = 0.0
+    double.fail_with = None
+    double.mid_stream_error_after = None
+    double.disconnect_after = None
+    double.hang = False
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A key of a tenant that may use every model, and an httpx client for it."""
+
+    key: KeyFixture
+    client: httpx.AsyncClient
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key.secret}"}
+
+
+async def allow_all_models(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    await session.execute(
+        sa.text("UPDATE tenant_limits SET allow_all_models = true WHERE tenant_id = :t"),
+        {"t": tenant_id},
+    )
+    await session.commit()
+
+
+@pytest.fixture
+async def caller(session: AsyncSession, gateway: GatewayProcess) -> AsyncIterator[Caller]:
+    tenant = await make_tenant(session)
+    await allow_all_models(session, tenant.id)
+    key = await make_key(session, tenant.name)
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+        yield Caller(key=key, client=client)
+
+
+@pytest.fixture
+def caller_secret(caller: Caller) -> str:
+    """The caller's key, for synchronous raw-socket tests."""
+    return caller.key.secret
+
+
+@pytest.fixture
+async def client(gateway: GatewayProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+        yield client
+
+
+async def audit_rows(
+    engine: AsyncEngine, request_id: str, *, expected: int = 1, timeout: float = 5.0
+) -> list[AuditLog]:
+    """The audit rows of `request_id`, waiting (bounded) for the batched writer."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        async with AsyncSession(engine) as session:
+            rows = list(
+                await session.scalars(sa.select(AuditLog).where(AuditLog.request_id == request_id))
+            )
+        if len(rows) >= expected or asyncio.get_running_loop().time() > deadline:
+            return rows
+        await asyncio.sleep(0.05)  # the writer flushes every 50 ms in tests: poll its result

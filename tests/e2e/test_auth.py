@@ -1,0 +1,151 @@
+"""Authentication against a running gateway (SPEC §4.3)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from neuronetz_gateway.auth.keys import checksum, generate_key
+from tests.doubles.ollama import OllamaDouble
+from tests.e2e.conftest import Caller, allow_all_models, audit_rows
+from tests.support.factories import make_key, make_tenant
+
+CHAT = {"model": "llama3.1:8b", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+UNAUTHORIZED = {"error": "invalid API key"}
+
+
+def _wrong_secret(secret: str) -> str:
+    body = secret[:11] + ("A" if secret[11] != "A" else "B") + secret[12:43]
+    return body + checksum(body)
+
+
+async def _status(client: httpx.AsyncClient, authorization: str | None) -> httpx.Response:
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    return await client.post("/api/chat", json=CHAT, headers=headers)
+
+
+async def test_valid_key_is_served(caller: Caller) -> None:
+    response = await caller.client.post("/api/chat", json=CHAT, headers=caller.auth)
+    assert response.status_code == 200
+    assert response.json()["done"] is True
+
+
+async def test_every_kind_of_bad_key_gets_the_same_401(
+    caller: Caller, session: AsyncSession, double: OllamaDouble
+) -> None:
+    revoked = await make_key(session, caller.key.tenant_name)
+    await session.execute(
+        sa.text("UPDATE api_keys SET status = 'revoked' WHERE id = :id"), {"id": revoked.key_id}
+    )
+    expired = await make_key(session, caller.key.tenant_name, expires_in=timedelta(seconds=1))
+    await session.execute(
+        sa.text("UPDATE api_keys SET expires_at = now() - interval '1 hour' WHERE id = :id"),
+        {"id": expired.key_id},
+    )
+    await session.commit()
+    candidates = {
+        "missing": None,
+        "empty": "",
+        "basic": "Basic dXNlcjpwYXNz",
+        "bearer-only": "Bearer",
+        "garbage": "Bearer hello",
+        "bad-checksum": "Bearer " + caller.key.secret[:-1] + ("A" if caller.key.secret[-1] != "A" else "B"),
+        "unknown": "Bearer " + generate_key().secret,
+        "wrong-secret": "Bearer " + _wrong_secret(caller.key.secret),
+        "revoked": "Bearer " + revoked.secret,
+        "expired": "Bearer " + expired.secret,
+        "two-spaces": "Bearer  " + caller.key.secret,
+        "trailing": "Bearer " + caller.key.secret + " x",
+    }
+    for name, header in candidates.items():
+        response = await _status(caller.client, header)
+        assert response.status_code == 401, name
+        assert response.json() == UNAUTHORIZED, name
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.headers["x-request-id"]
+    assert double.requests == []
+
+
+async def test_scheme_is_case_insensitive(caller: Caller) -> None:
+    response = await _status(caller.client, "bearer " + caller.key.secret)
+    assert response.status_code == 200
+
+
+async def test_key_in_query_string_is_never_read(caller: Caller) -> None:
+    response = await caller.client.get(f"/api/tags?key={caller.key.secret}")
+    assert response.status_code == 401
+    response = await caller.client.get(f"/api/tags?api_key={caller.key.secret}")
+    assert response.status_code == 401
+
+
+async def test_openai_surface_401_shape(caller: Caller) -> None:
+    response = await caller.client.get("/v1/models")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+
+
+async def test_suspended_tenant_is_403(session: AsyncSession, client: httpx.AsyncClient) -> None:
+    tenant = await make_tenant(session)
+    await allow_all_models(session, tenant.id)
+    key = await make_key(session, tenant.name)
+    headers = {"Authorization": f"Bearer {key.secret}"}
+    assert (await client.post("/api/chat", json=CHAT, headers=headers)).status_code == 200
+    await session.execute(
+        sa.text("UPDATE tenants SET status = 'suspended' WHERE id = :id"), {"id": tenant.id}
+    )
+    await session.commit()
+    response = await _eventually_status(client, headers, 403)
+    assert response.json() == {"error": "tenant suspended"}
+    await session.execute(
+        sa.text("UPDATE tenants SET status = 'active' WHERE id = :id"), {"id": tenant.id}
+    )
+    await session.commit()
+    await _eventually_status(client, headers, 200)
+
+
+async def _eventually_status(
+    client: httpx.AsyncClient, headers: dict[str, str], status: int, within: float = 1.0
+) -> httpx.Response:
+    """The first response with `status`, asking until `within` seconds have passed."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        response = await client.post("/api/chat", json=CHAT, headers=headers)
+        if response.status_code == status or loop.time() > deadline:
+            assert response.status_code == status
+            return response
+
+
+async def test_refusals_are_audited(caller: Caller, engine: AsyncEngine) -> None:
+    response = await caller.client.post(
+        "/api/chat", json=CHAT, headers={"Authorization": "Bearer nope", "X-Request-ID": "auth-audit-1"}
+    )
+    assert response.status_code == 401
+    rows = await audit_rows(engine, "auth-audit-1")
+    assert len(rows) == 1
+    assert rows[0].outcome == "auth_failed"
+    assert rows[0].status_code == 401
+    assert rows[0].tenant_id is None
+    assert rows[0].route == "/api/chat"
+
+
+@pytest.mark.parametrize("count", [20])
+async def test_burst_with_a_new_key_is_served(
+    session: AsyncSession, client: httpx.AsyncClient, count: int
+) -> None:
+    import asyncio
+
+    tenant = await make_tenant(session)
+    await allow_all_models(session, tenant.id)
+    key = await make_key(session, tenant.name)
+    headers = {"Authorization": f"Bearer {key.secret}"}
+    responses = await asyncio.gather(
+        *(client.get("/api/tags", headers=headers) for _ in range(count))
+    )
+    assert {r.status_code for r in responses} == {200}
