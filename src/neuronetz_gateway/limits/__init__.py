@@ -1,0 +1,37 @@
+"""Rate limits, concurrency leases and token budgets (SPEC §4.5, §4.6).
+
+The pipeline builds an `AdmissionRequest`, calls `Limiter.admit()` before proxying and
+`Limiter.settle()` after the response; see docs/LIMITS.md for the algorithms.
+"""
+
+from neuronetz_gateway.limits.redis_limiter import RedisLimiter, create_limiter
+from neuronetz_gateway.limits.types import (
+    Admission,
+    AdmissionRequest,
+    BudgetPeriod,
+    Limiter,
+    LimiterUnavailable,
+    RefusalReason,
+    Refused,
+    Scope,
+    Ticket,
+    estimate_prompt_tokens,
+)
+from neuronetz_gateway.limits.usage_source import PostgresUsageSource, UsageSource
+
+__all__ = [
+    "Admission",
+    "AdmissionRequest",
+    "BudgetPeriod",
+    "Limiter",
+    "LimiterUnavailable",
+    "PostgresUsageSource",
+    "RedisLimiter",
+    "RefusalReason",
+    "Refused",
+    "Scope",
+    "Ticket",
+    "UsageSource",
+    "create_limiter",
+    "estimate_prompt_tokens",
+]
