@@ -6,12 +6,16 @@ from dataclasses import dataclass
 
 import aiohttp
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.engine import create_engine
 
-REDIS_TIMEOUT_SECONDS = 2.0
+# Redis answers in well under a millisecond; a second without an answer means it is
+# gone, and the request fails closed (503) instead of waiting.
+REDIS_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass
@@ -52,11 +56,14 @@ def create_upstream_session(settings: Settings) -> aiohttp.ClientSession:
 
 
 def create_redis(settings: Settings) -> Redis:
+    """A Redis client that gives up fast: one immediate retry (a stale pooled connection
+    after a Redis restart), no back-off."""
     return Redis.from_url(
         settings.redis_url,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
         health_check_interval=30,
+        retry=Retry(NoBackoff(), 1),
     )
 
 
