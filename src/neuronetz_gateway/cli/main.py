@@ -14,6 +14,7 @@ import typer
 from neuronetz_gateway.admin.errors import AdminError
 from neuronetz_gateway.cli import (  # noqa: F401 - registers commands
     keys,
+    prompt_logging,
     purge,
     server,
     tenants,
