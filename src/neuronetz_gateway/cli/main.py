@@ -12,7 +12,14 @@ import sqlalchemy.exc
 import typer
 
 from neuronetz_gateway.admin.errors import AdminError
-from neuronetz_gateway.cli import keys, server, tenants, usage  # noqa: F401 - registers commands
+from neuronetz_gateway.cli import (  # noqa: F401 - registers commands
+    keys,
+    prompt_logging,
+    purge,
+    server,
+    tenants,
+    usage,
+)
 from neuronetz_gateway.cli.app import app
 from neuronetz_gateway.config import ConfigError
 

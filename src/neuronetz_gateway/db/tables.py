@@ -246,3 +246,12 @@ class PromptLog(Base):
     expires_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
     request: Mapped[Any] = mapped_column(JSONType)
     response: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class AuditBatch(Base):
+    """Marker of a committed audit batch: makes retried batches exactly-once (docs/AUDIT.md)."""
+
+    __tablename__ = "audit_batches"
+
+    batch_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True)
+    written_at: Mapped[datetime] = mapped_column(Timestamp, index=True)
