@@ -12,7 +12,14 @@ import sqlalchemy.exc
 import typer
 
 from neuronetz_gateway.admin.errors import AdminError
-from neuronetz_gateway.cli import keys, server, tenants  # noqa: F401 - registers commands
+from neuronetz_gateway.cli import (  # noqa: F401 - registers commands
+    grants,
+    keys,
+    limits,
+    models,
+    server,
+    tenants,
+)
 from neuronetz_gateway.cli.app import app
 from neuronetz_gateway.config import ConfigError
 
