@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from neuronetz_gateway.db.engine import create_engine
@@ -56,7 +57,11 @@ def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], list[
     """The gateway's JSON log lines on stdout, as an operator would read them."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
+    saved_structlog = structlog.get_config()
     configure_logging("INFO", "json")
+    # Cached loggers would keep this configuration after the test; other tests
+    # (structlog.testing.capture_logs) rely on reconfiguring.
+    structlog.configure(cache_logger_on_first_use=False)
     # capsys swaps sys.stdout only once the test body runs: resolve it per write.
     for handler in root.handlers:
         if isinstance(handler, logging.StreamHandler):
@@ -70,3 +75,5 @@ def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], list[
     handlers, level = saved
     root.handlers[:] = handlers
     root.setLevel(level)
+    structlog.reset_defaults()
+    structlog.configure(**saved_structlog)
