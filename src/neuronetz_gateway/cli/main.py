@@ -13,7 +13,10 @@ import typer
 
 from neuronetz_gateway.admin.errors import AdminError
 from neuronetz_gateway.cli import (  # noqa: F401 - registers commands
+    grants,
     keys,
+    limits,
+    models,
     prompt_logging,
     purge,
     server,

@@ -160,6 +160,8 @@ class Model(Base):
     first_seen_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
     last_seen_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
     upstream: Mapped[str | None] = mapped_column(sa.Text)
+    # As Ollama reported it (nanoseconds, offset): passed through on /api/tags.
+    modified_at: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class ModelGrant(Base):
