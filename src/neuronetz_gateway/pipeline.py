@@ -19,6 +19,7 @@ import structlog
 
 from neuronetz_gateway import respond
 from neuronetz_gateway.api import listings
+from neuronetz_gateway.auth.principal import Principal
 from neuronetz_gateway.context import Exchange
 from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.errors import GatewayError, Surface, model_not_found, unavailable
@@ -72,29 +73,27 @@ class Pipeline:
         declared = bodies.declared_length(exchange)
         if declared is not None and declared > self.settings.max_request_body_bytes:
             raise bodies.too_large(self.settings.max_request_body_bytes)
-        exchange.principal = await self.runtime.authenticator.authenticate(
-            exchange.header(b"authorization")
-        )
+        principal = await self.runtime.authenticator.authenticate(exchange.header(b"authorization"))
+        exchange.principal = principal
         if not self.runtime.audit.accepting:
             raise unavailable("audit log unavailable; retry shortly", retry_after=5)
         match route.kind:
             case RouteKind.MODEL:
-                await self._model_request(exchange, route)
+                await self._model_request(exchange, route, principal)
             case RouteKind.SHOW:
-                await self._show(exchange, route)
+                await self._show(exchange, route, principal)
             case RouteKind.LISTING:
-                await self._listing(exchange, route, model_param)
+                await self._listing(exchange, route, principal, model_param)
             case RouteKind.PASSTHROUGH:
                 await self._passthrough(exchange, route)
 
     # -- model access ---------------------------------------------------------------
 
-    def _authorize(self, exchange: Exchange, requested: str) -> str:
+    def _authorize(self, exchange: Exchange, principal: Principal, requested: str) -> str:
         """The catalog name of `requested` if the key may use it; 404 otherwise."""
-        assert exchange.principal is not None
         catalog = self.runtime.catalog
         model = catalog.get(requested)
-        if model is None or not may_use(exchange.principal, model.name, catalog):
+        if model is None or not may_use(principal, model.name, catalog):
             raise model_not_found(requested)
         exchange.model = model.name
         return model.name
@@ -109,11 +108,9 @@ class Pipeline:
 
     # -- routes ---------------------------------------------------------------------
 
-    async def _model_request(self, exchange: Exchange, route: Route) -> None:
+    async def _model_request(self, exchange: Exchange, route: Route, principal: Principal) -> None:
         parsed = await self._read_request(exchange, route)
-        model = self._authorize(exchange, parsed.model)
-        principal = exchange.principal
-        assert principal is not None
+        model = self._authorize(exchange, principal, parsed.model)
         openai = route.surface is Surface.OPENAI
         estimate = estimate_prompt_tokens(rewrite.request_text_bytes(parsed.data))
         client_cap = (
@@ -121,7 +118,7 @@ class Pipeline:
             if openai
             else rewrite.client_output_cap_native(parsed.data)
         )
-        admission = await self._admit(exchange, route, estimate, client_cap)
+        admission = await self._admit(exchange, route, principal, estimate, client_cap)
         exchange.extra_headers.extend(
             (name.encode(), value.encode()) for name, value in admission.headers.items()
         )
@@ -146,21 +143,21 @@ class Pipeline:
                 exchange.response_text = observer.text
             await self._settle(admission.ticket, usage)
 
-    async def _show(self, exchange: Exchange, route: Route) -> None:
+    async def _show(self, exchange: Exchange, route: Route, principal: Principal) -> None:
         parsed = await self._read_request(exchange, route)
-        model = self._authorize(exchange, parsed.model)
+        model = self._authorize(exchange, principal, parsed.model)
         await self._proxy_watching(exchange, route, parsed.raw, StreamObserver(), model, None)
 
-    async def _listing(self, exchange: Exchange, route: Route, model_param: str | None) -> None:
-        assert exchange.principal is not None
-        visible = visible_models(exchange.principal, self.runtime.catalog)
+    async def _listing(
+        self, exchange: Exchange, route: Route, principal: Principal, model_param: str | None
+    ) -> None:
+        visible = visible_models(principal, self.runtime.catalog)
         if route is routes.TAGS:
             await respond.complete(exchange, 200, listings.tags_body(visible))
         elif route is routes.V1_MODELS:
             await respond.complete(exchange, 200, listings.openai_models_body(visible))
         elif route is routes.V1_MODEL:
-            assert model_param is not None
-            name = self._authorize(exchange, model_param)
+            name = self._authorize(exchange, principal, model_param or "")
             model = next(m for m in visible if m.name == name)
             await respond.complete(exchange, 200, orjson.dumps(listings.openai_model(model)))
         else:  # /api/ps: Ollama knows what is loaded; the key sees only its models
@@ -168,7 +165,8 @@ class Pipeline:
 
     async def _ps(self, exchange: Exchange, visible: set[str]) -> None:
         upstream = self.runtime.upstreams.pick()
-        assert upstream is not None
+        if upstream is None:
+            raise upstream_failed(502, "no upstream available")
         session = self.runtime.resources.upstream
         try:
             async with session.get(upstream.url("/api/ps"), allow_redirects=False) as response:
@@ -190,10 +188,13 @@ class Pipeline:
     # -- admission and settlement -----------------------------------------------------
 
     async def _admit(
-        self, exchange: Exchange, route: Route, estimate: int, client_cap: int | None
+        self,
+        exchange: Exchange,
+        route: Route,
+        principal: Principal,
+        estimate: int,
+        client_cap: int | None,
     ) -> Admission:
-        principal = exchange.principal
-        assert principal is not None
         request = AdmissionRequest(
             tenant_id=principal.tenant_id,
             key_id=principal.key_id,
@@ -220,9 +221,7 @@ class Pipeline:
             log.warning("settlement_failed", error=type(error).__name__)
 
     @staticmethod
-    def _usage(
-        observer: StreamObserver, estimate: int, exchange: Exchange, route: Route
-    ) -> Usage:
+    def _usage(observer: StreamObserver, estimate: int, exchange: Exchange, route: Route) -> Usage:
         """Tokens to record: Ollama's counts, else what was seen (cancelled, legacy)."""
         if observer.usage is not None and (
             observer.usage.prompt_tokens or observer.usage.completion_tokens
@@ -247,7 +246,8 @@ class Pipeline:
     ) -> None:
         """Forward while watching for the client leaving (which cancels the upstream)."""
         main = asyncio.current_task()
-        assert main is not None
+        if main is None:  # pragma: no cover - handlers always run in a task
+            raise RuntimeError("no current task")
         watcher = asyncio.create_task(self._watch(exchange, main, ticket))
         try:
             await self._forward(exchange, route, body, observer, model)
@@ -284,17 +284,20 @@ class Pipeline:
         except UpstreamUnreachable:
             raise upstream_failed(502, "upstream unavailable") from None
 
-    async def _watch(self, exchange: Exchange, main: asyncio.Task[Any], ticket: Ticket | None) -> None:
+    async def _watch(
+        self, exchange: Exchange, main: asyncio.Task[Any], ticket: Ticket | None
+    ) -> None:
         """Cancel `main` when the client disconnects; keep a stream's lease alive."""
-        interval = ticket.refresh_interval if ticket is not None and ticket.holds_lease else None
+        lease = ticket if ticket is not None and ticket.holds_lease else None
+        interval = lease.refresh_interval if lease is not None else None
         while True:
             try:
                 async with asyncio.timeout(interval):
                     message = await exchange.receive()
             except TimeoutError:
-                assert ticket is not None
-                with contextlib.suppress(LimiterUnavailable):
-                    await self.runtime.limiter.refresh(ticket)
+                if lease is not None:
+                    with contextlib.suppress(LimiterUnavailable):
+                        await self.runtime.limiter.refresh(lease)
                 continue
             if message["type"] == "http.disconnect":
                 if not exchange.response_complete:

@@ -6,11 +6,11 @@ The pipeline reads every stage from here, so a stage can be read and tested alon
 
 from __future__ import annotations
 
-import uuid
 import asyncio
+import uuid
 from collections.abc import Coroutine
-from typing import Any
 from datetime import UTC, date, datetime
+from typing import Any
 
 import structlog
 
@@ -118,7 +118,9 @@ class GatewayRuntime:
             prompt_log = PromptLogRecord(
                 request=exchange.prompt_request,
                 response="".join(exchange.response_text or ()),
-                expires_at=prompt_log_expires_at(now, principal.prompt_log_ttl_hours, self.settings),
+                expires_at=prompt_log_expires_at(
+                    now, principal.prompt_log_ttl_hours, self.settings
+                ),
             )
         self.audit.submit(
             AuditRecord(

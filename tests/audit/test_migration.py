@@ -33,7 +33,7 @@ def has_marker_table(url: str) -> bool:
 
 
 def test_0002_round_trip(scratch_url: str) -> None:
-    migrate.upgrade(scratch_url)
+    migrate.upgrade(scratch_url, "0002_audit_batches")
     assert migrate.current_revision(scratch_url) == "0002_audit_batches"
     assert has_marker_table(scratch_url)
 
@@ -41,6 +41,6 @@ def test_0002_round_trip(scratch_url: str) -> None:
     assert migrate.current_revision(scratch_url) == "0001_initial"
     assert not has_marker_table(scratch_url)
 
-    migrate.upgrade(scratch_url)
+    migrate.upgrade(scratch_url, "0002_audit_batches")
     assert migrate.current_revision(scratch_url) == "0002_audit_batches"
     assert has_marker_table(scratch_url)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from neuronetz_gateway.db import migrate
 from neuronetz_gateway.db.engine import create_engine
@@ -77,6 +77,44 @@ def test_upgrade_downgrade_upgrade_round_trip(scratch_url: str) -> None:
     migrate.upgrade(scratch_url)
     tables, _, _ = asyncio.run(_tables_and_types(scratch_url))
     assert tables >= EXPECTED_TABLES
+
+
+def _revisions() -> list[str]:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config("postgresql+asyncpg://x/y"))
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+def test_every_revision_steps_up_and_down(scratch_url: str) -> None:
+    revisions = _revisions()
+    assert revisions[0] == "0001_initial"
+    for revision in revisions:
+        migrate.upgrade(scratch_url, revision)
+        assert migrate.current_revision(scratch_url) == revision
+    for previous in [*reversed(revisions[:-1]), None]:
+        migrate.downgrade(scratch_url, previous or "base")
+        assert migrate.current_revision(scratch_url) == previous
+
+
+def test_head_matches_the_table_definitions(database_url: str) -> None:
+    """The migrations and `db.tables` describe the same schema (no drift)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from neuronetz_gateway.db.tables import Base
+
+    async def diff() -> list[object]:
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                return await connection.run_sync(
+                    lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+                )
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(diff()) == []
 
 
 def test_allow_all_models_columns_exist(database_url: str) -> None:

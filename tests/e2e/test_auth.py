@@ -53,7 +53,9 @@ async def test_every_kind_of_bad_key_gets_the_same_401(
         "basic": "Basic dXNlcjpwYXNz",
         "bearer-only": "Bearer",
         "garbage": "Bearer hello",
-        "bad-checksum": "Bearer " + caller.key.secret[:-1] + ("A" if caller.key.secret[-1] != "A" else "B"),
+        "bad-checksum": "Bearer "
+        + caller.key.secret[:-1]
+        + ("A" if caller.key.secret[-1] != "A" else "B"),
         "unknown": "Bearer " + generate_key().secret,
         "wrong-secret": "Bearer " + _wrong_secret(caller.key.secret),
         "revoked": "Bearer " + revoked.secret,
@@ -124,7 +126,9 @@ async def _eventually_status(
 
 async def test_refusals_are_audited(caller: Caller, engine: AsyncEngine) -> None:
     response = await caller.client.post(
-        "/api/chat", json=CHAT, headers={"Authorization": "Bearer nope", "X-Request-ID": "auth-audit-1"}
+        "/api/chat",
+        json=CHAT,
+        headers={"Authorization": "Bearer nope", "X-Request-ID": "auth-audit-1"},
     )
     assert response.status_code == 401
     rows = await audit_rows(engine, "auth-audit-1")

@@ -106,7 +106,9 @@ async def test_unlimited_key_needs_no_redis_at_all(
     async with httpx.AsyncClient(base_url=quiet_gateway.base_url, timeout=10) as client:
         assert (await client.post("/api/chat", json=BODY, headers=headers)).status_code == 200
         before = await _evalsha_calls(redis)
-        await asyncio.gather(*(client.post("/api/chat", json=BODY, headers=headers) for _ in range(50)))
+        await asyncio.gather(
+            *(client.post("/api/chat", json=BODY, headers=headers) for _ in range(50))
+        )
         after = await _evalsha_calls(redis)
     await redis.aclose()
     assert after == before

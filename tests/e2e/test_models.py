@@ -106,7 +106,9 @@ async def test_ps_is_filtered(caller: Caller, session: AsyncSession, double: Oll
     # Load two models in the double, then look through a key that sees one of them.
     for model in (GRANTED, OTHER):
         await caller.client.post(
-            "/api/generate", json={"model": model, "prompt": "x", "stream": False}, headers=caller.auth
+            "/api/generate",
+            json={"model": model, "prompt": "x", "stream": False},
+            headers=caller.auth,
         )
     key = await _granted_key(session)
     gateway_ps = await caller.client.get("/api/ps", headers=_auth(key))

@@ -174,6 +174,7 @@ async def test_sse_usage_is_requested_upstream_and_dropped_when_not_asked(
     assert frames[-1] == "data: [DONE]"
     assert '"usage"' not in text
     [seen] = double.requests
+    assert isinstance(seen.json, dict)
     assert seen.json["stream_options"] == {"include_usage": True}
     [row] = await audit_rows(engine, "sse-1")
     assert row.prompt_tokens == 3
@@ -196,11 +197,18 @@ async def test_sse_usage_kept_when_client_asked(caller: Caller, double: OllamaDo
     assert seen.body == orjson.dumps(body)  # nothing needed changing: the original bytes
 
 
-async def test_max_completion_tokens_becomes_max_tokens(caller: Caller, double: OllamaDouble) -> None:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 3}
+async def test_max_completion_tokens_becomes_max_tokens(
+    caller: Caller, double: OllamaDouble
+) -> None:
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "x"}],
+        "max_completion_tokens": 3,
+    }
     response = await caller.client.post("/v1/chat/completions", json=body, headers=caller.auth)
     assert response.status_code == 200
     [seen] = double.requests
+    assert isinstance(seen.json, dict)
     assert seen.json["max_tokens"] == 3
     assert "max_completion_tokens" not in seen.json
     assert response.json()["usage"]["completion_tokens"] == 3
@@ -299,5 +307,7 @@ async def test_no_request_reaches_upstream_for_unknown_models(
 
 async def test_http_client_can_reuse_connection(caller: Caller) -> None:
     for _ in range(3):
-        response = await caller.client.post("/api/chat", json=chat(stream=False), headers=caller.auth)
+        response = await caller.client.post(
+            "/api/chat", json=chat(stream=False), headers=caller.auth
+        )
         assert response.status_code == 200

@@ -39,9 +39,10 @@ async def _tokens(engine: AsyncEngine, request_id: str) -> tuple[int, int]:
 
 
 async def test_openai_chat(openai_client: openai.AsyncOpenAI, engine: AsyncEngine) -> None:
-    messages = [{"role": "user", "content": "tell me a story"}]
     result = await openai_client.chat.completions.with_raw_response.create(
-        model=MODEL, messages=messages, extra_headers={"X-Request-ID": "oa-chat"}  # type: ignore[arg-type]  # plain dicts are what users pass
+        model=MODEL,
+        messages=[{"role": "user", "content": "tell me a story"}],
+        extra_headers={"X-Request-ID": "oa-chat"},
     )
     completion = result.parse()
     assert completion.choices[0].message.content
@@ -153,8 +154,7 @@ async def test_ollama_pull_is_forbidden(ollama_client: ollama.AsyncClient) -> No
 async def test_concurrent_streams(ollama_client: ollama.AsyncClient) -> None:
     async def one() -> int:
         parts = [
-            p
-            async for p in await ollama_client.generate(model=MODEL, prompt="x", stream=True)
+            p async for p in await ollama_client.generate(model=MODEL, prompt="x", stream=True)
         ]
         return parts[-1].eval_count or 0
 

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import httpx
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from neuronetz_gateway.db.migrate import asyncpg_dsn

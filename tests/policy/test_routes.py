@@ -163,7 +163,8 @@ def test_v1_model_segment(raw: str, model: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["/v1/models/%00", "/v1/models/a%20b", "/v1/models/..", "/v1/models/-x", "/v1/models/%C3%A9"]
+    "raw",
+    ["/v1/models/%00", "/v1/models/a%20b", "/v1/models/..", "/v1/models/-x", "/v1/models/%C3%A9"],
 )
 def test_v1_model_segment_rejects_odd_names(raw: str) -> None:
     assert classify("GET", raw.encode()).verdict is Verdict.NOT_FOUND

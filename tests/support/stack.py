@@ -37,7 +37,7 @@ def start_gateway(
     """A started gateway process whose catalog already holds the double's models."""
     process = GatewayProcess(gateway_env(database_url, double, **dict(env or {})))
     process.start()
-    if process.wait_for_log("model_discovery_synced", timeout=15) is None:
+    if process.wait_for_log("model_catalog_ready", timeout=15) is None:
         process.stop()
         raise RuntimeError(f"discovery did not sync:\n{process.logs()}")
     return process

@@ -236,7 +236,8 @@ class AuditWriter:
 
     def _backoff(self, attempt: int) -> float:
         delay = min(self._max_backoff, FIRST_BACKOFF_SECONDS * 2.0 ** min(attempt - 1, 16))
-        jitter = random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
+        # Jitter, not a secret: the standard generator is right here.
+        jitter = random.uniform(0.5, 1.0)  # noqa: S311  # nosec B311
         return delay * jitter
 
     def _log_failure(self, error: Exception, attempt: int) -> float:

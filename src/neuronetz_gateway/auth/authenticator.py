@@ -36,6 +36,7 @@ log = structlog.get_logger(__name__)
 
 NEGATIVE_TTL_SECONDS = 5.0
 NEGATIVE_CACHE_MAX = 10_000
+UNKNOWN_PREFIX_LOOKUPS = 2
 
 
 def tenant_suspended() -> GatewayError:
@@ -88,6 +89,7 @@ class Authenticator:
         self._inflight: dict[bytes, asyncio.Future[_Entry | None]] = {}
         self._prefixes: set[str] | None = None  # None until loaded: then Postgres decides
         self._generation = 0
+        self._unknown_lookups = 0
         self.hits = 0
         self.misses = 0
 
@@ -114,7 +116,21 @@ class Authenticator:
         if rejected_until is not None and rejected_until > now:
             raise unauthorized()
         if self._prefixes is not None and prefix not in self._prefixes:
-            raise unauthorized()
+            # Unknown here, but a key created a moment ago may not be indexed yet (its
+            # notification races the client's first request): ask Postgres, with at
+            # most UNKNOWN_PREFIX_LOOKUPS at once, so a flood of invented keys cannot
+            # turn into a flood of queries.
+            if self._unknown_lookups >= UNKNOWN_PREFIX_LOOKUPS:
+                raise unauthorized()
+            self._unknown_lookups += 1
+            try:
+                resolved = await self._verify_once(key, prefix, digest)
+            finally:
+                self._unknown_lookups -= 1
+            if resolved is None:
+                raise unauthorized()
+            self.add_prefix(prefix)
+            return self._principal_of(resolved)
         resolved = await self._verify_once(key, prefix, digest)
         if resolved is None:
             raise unauthorized()

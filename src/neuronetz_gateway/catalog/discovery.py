@@ -262,6 +262,7 @@ class DiscoveryTask:
     async def _loop(self) -> None:
         interval = self._settings.model_discovery_interval_seconds
         failures = 0
+        announced = False
         if not self._settings.model_discovery_enabled:
             await asyncio.sleep(interval)  # start() has just loaded the catalog
         while True:
@@ -271,6 +272,10 @@ class DiscoveryTask:
             except Exception as error:  # noqa: BLE001 - the loop must outlive any failure
                 log.warning("model_discovery_cycle_failed", error=type(error).__name__)
                 failed = True
+            if not failed and not announced:
+                # Once per process: operators (and tests) learn the catalog is current.
+                log.info("model_catalog_ready", models=len(self._catalog))
+                announced = True
             failures = failures + 1 if failed else 0
             delay = interval
             if failures:

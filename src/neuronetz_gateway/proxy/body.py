@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import orjson
@@ -9,6 +11,8 @@ import orjson
 from neuronetz_gateway.context import Exchange
 from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.errors import GatewayError, bad_request
+
+DRAIN_SECONDS = 2.0
 
 
 class ClientGone(Exception):
@@ -48,11 +52,34 @@ async def read_body(exchange: Exchange, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
+            if message.get("more_body", False):
+                await _discard_rest(exchange, allowance=limit)
             raise too_large(limit)
         if chunk:
             parts.append(chunk)
         if not message.get("more_body", False):
             return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _discard_rest(exchange: Exchange, allowance: int) -> None:
+    """Read and drop what the client is still sending, within bounds, before the 413.
+
+    Closing a socket with unread data makes the kernel send a reset, which can destroy
+    the 413 before the client reads it (the reason nginx lingers on close). Up to
+    `allowance` more bytes or DRAIN_SECONDS are spent; after that the connection is
+    closed regardless.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            drained = 0
+            while drained <= allowance:
+                message = await exchange.receive()
+                if message["type"] == "http.disconnect":
+                    exchange.disconnected = True
+                    return
+                drained += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
 
 
 def parse_json(raw: bytes) -> Any:

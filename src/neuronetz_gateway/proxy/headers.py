@@ -40,7 +40,7 @@ def hop_by_hop_names(headers: Iterable[tuple[str, str]]) -> set[str]:
 
 
 def strip_hop_by_hop(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """`headers` without hop-by-hop ones, without `Proxy-*`, and without those `Connection` names."""
+    """`headers` without hop-by-hop ones, `Proxy-*`, and the names `Connection` lists."""
     drop = hop_by_hop_names(headers)
     return [
         (name, value)

@@ -251,7 +251,7 @@ def upgrade() -> None:
         sa.Column("key_id", sa.Uuid(), nullable=False),
         sa.Column("ts", TS, nullable=False),
         sa.Column("expires_at", TS, nullable=False),
-        sa.Column("request", JSON, nullable=True),
+        sa.Column("request", JSON, nullable=False),
         sa.Column("response", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_prompt_logs"),
     )
