@@ -1,0 +1,98 @@
+"""The gateway's Prometheus metrics (SPEC §5), defined in one place.
+
+Names carry the `neuronetz_` prefix and their unit. Labels are bounded: route (the
+allowlist, or the fixed word "other" for refused paths), status, outcome, reason,
+model (the catalog), tenant (the tenant name), upstream (configured servers). Never a
+key, a key prefix or a request id.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
+
+REQUESTS = Counter(
+    "neuronetz_requests_total",
+    "Requests answered, by route, status and outcome.",
+    ["route", "status", "outcome"],
+)
+REQUEST_SECONDS = Histogram(
+    "neuronetz_request_duration_seconds",
+    "Time from the request's arrival to the end of its response.",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
+)
+TIME_TO_FIRST_BYTE_SECONDS = Histogram(
+    "neuronetz_time_to_first_byte_seconds",
+    "Time from the request's arrival to the first byte of its response.",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
+)
+UPSTREAM_SECONDS = Histogram(
+    "neuronetz_upstream_duration_seconds",
+    "Time spent on the upstream exchange, by upstream server.",
+    ["route", "upstream"],
+    buckets=LATENCY_BUCKETS,
+)
+TOKENS = Counter(
+    "neuronetz_tokens_total",
+    "Tokens as Ollama reported them, by direction (prompt, completion), model and tenant.",
+    ["direction", "model", "tenant"],
+)
+REFUSALS = Counter(
+    "neuronetz_refusals_total",
+    "Requests refused by the gateway, by reason (the audit outcome).",
+    ["reason"],
+)
+IN_FLIGHT = Gauge(
+    "neuronetz_in_flight_requests",
+    "Requests being answered right now.",
+    multiprocess_mode="livesum",
+)
+AUDIT_BUFFER_ROWS = Gauge(
+    "neuronetz_audit_buffer_rows",
+    "Audit rows waiting to be written to Postgres.",
+    multiprocess_mode="livesum",
+)
+AUTH_CACHE_LOOKUPS = Counter(
+    "neuronetz_auth_cache_lookups_total",
+    "Key cache lookups by result (hit, miss); the hit ratio is hit / (hit + miss).",
+    ["result"],
+)
+UPSTREAM_IN_FLIGHT = Gauge(
+    "neuronetz_upstream_in_flight_requests",
+    "Requests in flight to each upstream server.",
+    ["upstream"],
+    multiprocess_mode="livesum",
+)
+UPSTREAM_ERRORS = Counter(
+    "neuronetz_upstream_errors_total",
+    "Failed upstream exchanges by server and kind (connect, timeout, status, stream).",
+    ["upstream", "kind"],
+)
+UPSTREAM_UP = Gauge(
+    "neuronetz_upstream_up",
+    "1 while the upstream server is in rotation, 0 while it is ejected.",
+    ["upstream"],
+    multiprocess_mode="min",
+)
