@@ -142,8 +142,14 @@ def in_build_context(relative: str, patterns: list[str] | None = None) -> bool:
 # --- compose ---------------------------------------------------------------------------
 
 
-def load_compose(path: Path) -> dict[str, Any]:
+def load_yaml(path: Path) -> dict[str, Any]:
     return cast(dict[str, Any], yaml.safe_load(path.read_text()))
+
+
+def load_compose(path: Path) -> dict[str, Any]:
+    document = load_yaml(path)
+    assert "services" in document, f"{path.name} is not a compose file"
+    return document
 
 
 def service_networks(service: dict[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ import pytest
 from tests.deploy.files import (
     COMPOSE_DEV,
     COMPOSE_PROD,
+    ENV_PRODUCTION_EXAMPLE,
     REPO_ROOT,
     command_text,
     dockerfile_healthcheck,
@@ -267,3 +268,16 @@ def test_compose_resolves_the_gateway_wiring(tmp_path: Path) -> None:
     ollama = resolved["services"]["ollama"]
     assert "ports" not in ollama
     assert all(resolved["networks"][n].get("internal") for n in ollama["networks"])
+
+
+@needs_compose
+def test_the_unedited_env_example_is_refused(tmp_path: Path) -> None:
+    # Copying the example and forgetting to fill it in must not start a stack without
+    # secrets: compose names what is missing.
+    example = ENV_PRODUCTION_EXAMPLE.read_text()
+    values = dict(
+        line.split("=", 1) for line in example.splitlines() if re.match(r"^[A-Z_]+=", line)
+    )
+    result = run_compose(COMPOSE_PROD, values, tmp_path, "--quiet")
+    assert result.returncode != 0
+    assert any(name in result.stderr for name in REQUIRED_SECRETS[COMPOSE_PROD])
