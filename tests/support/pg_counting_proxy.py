@@ -31,6 +31,7 @@ class PostgresCountingProxy:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -51,7 +52,16 @@ class PostgresCountingProxy:
         self._ready.wait(5)
 
     def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        """Close every proxied connection (so no server session outlives the proxy)."""
+
+        async def shutdown() -> None:
+            if self._server is not None:
+                self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            self._loop.stop()
+
+        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(shutdown()))
         self._thread.join(5)
 
     def _run(self) -> None:
@@ -65,6 +75,7 @@ class PostgresCountingProxy:
 
     async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         server_r, server_w = await asyncio.open_connection(*self.target)
+        self._writers.update((client_w, server_w))
         back: asyncio.Task[None] | None = None
         try:
             label = await self._startup(client_r, server_w, server_r, client_w)
@@ -88,6 +99,7 @@ class PostgresCountingProxy:
                 back.cancel()
             server_w.close()
             client_w.close()
+            self._writers.difference_update((client_w, server_w))
 
     async def _startup(
         self,
