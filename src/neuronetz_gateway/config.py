@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -131,14 +131,6 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value():
             return None
         return value
-
-    @model_validator(mode="after")
-    def _check_timeouts(self) -> Settings:
-        if self.upstream_connect_timeout_seconds > self.upstream_read_timeout_seconds:
-            raise ValueError(
-                "UPSTREAM_CONNECT_TIMEOUT_SECONDS must not exceed UPSTREAM_READ_TIMEOUT_SECONDS"
-            )
-        return self
 
     @property
     def upstream_urls(self) -> list[str]:

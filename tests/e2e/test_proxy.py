@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,6 +14,7 @@ from tests.doubles.ollama import OllamaDouble, count_prompt_tokens
 from tests.e2e.conftest import Caller, audit_rows
 from tests.support.processes import GatewayProcess
 from tests.support.rawhttp import raw_request
+from tests.support.stack import start_gateway
 
 MODEL = "llama3.1:8b"
 
@@ -311,3 +313,41 @@ async def test_http_client_can_reuse_connection(caller: Caller) -> None:
             "/api/chat", json=chat(stream=False), headers=caller.auth
         )
         assert response.status_code == 200
+
+
+async def test_upstream_down_is_502_and_comes_back(
+    caller: Caller, double: OllamaDouble, engine: AsyncEngine
+) -> None:
+    double.stop()
+    try:
+        response = await caller.client.post(
+            "/api/chat",
+            json=chat(stream=False),
+            headers={**caller.auth, "X-Request-ID": "down-1"},
+        )
+    finally:
+        double.start()
+    assert response.status_code == 502
+    assert response.json() == {"error": "upstream unavailable"}
+    assert "127.0.0.1" not in response.text
+    [row] = await audit_rows(engine, "down-1")
+    assert row.outcome == "upstream_error"
+    again = await caller.client.post("/api/chat", json=chat(stream=False), headers=caller.auth)
+    assert again.status_code == 200
+
+
+async def test_upstream_timeout_is_504(
+    database_url: str, double: OllamaDouble, caller: Caller
+) -> None:
+    impatient = await asyncio.to_thread(
+        start_gateway, database_url, double, {"UPSTREAM_READ_TIMEOUT_SECONDS": "0.5"}
+    )
+    try:
+        double.hang = True
+        async with httpx.AsyncClient(base_url=impatient.base_url, timeout=10) as client:
+            response = await client.post("/v1/chat/completions", json=chat(), headers=caller.auth)
+        assert response.status_code == 504
+        assert response.json()["error"]["message"] == "upstream timed out"
+    finally:
+        double.hang = False
+        await asyncio.to_thread(impatient.stop)
