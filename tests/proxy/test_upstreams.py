@@ -176,6 +176,12 @@ def test_every_server_ejected_leaves_nothing_to_pick(pool: UpstreamPool) -> None
     assert pool.retry_after() == 1
 
 
+def test_a_server_listed_twice_is_one_server() -> None:
+    first, second = urls(2)
+    pool = UpstreamPool([first, second, first])
+    assert [u.base_url for u in pool.upstreams] == [first, second]
+
+
 def test_a_pool_needs_a_server() -> None:
     with pytest.raises(ValueError, match="at least one"):
         UpstreamPool([])

@@ -89,7 +89,8 @@ class UpstreamPool:
         if not base_urls:
             raise ValueError("at least one upstream is required")
         self.upstreams = [
-            Upstream(url, index, host_port(url)) for index, url in enumerate(base_urls)
+            Upstream(url, index, host_port(url))
+            for index, url in enumerate(dict.fromkeys(base_urls))  # a server listed twice is one
         ]
         self._clock = clock
         self._backoff_base = backoff_base
