@@ -20,6 +20,7 @@ import structlog
 from neuronetz_gateway import respond
 from neuronetz_gateway.api import listings
 from neuronetz_gateway.auth.principal import Principal
+from neuronetz_gateway.catalog.models import CatalogModel
 from neuronetz_gateway.context import Exchange
 from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.errors import GatewayError, Surface, model_not_found, unavailable
@@ -36,8 +37,9 @@ from neuronetz_gateway.policy.access import may_use, visible_models
 from neuronetz_gateway.policy.routes import Route, RouteKind
 from neuronetz_gateway.proxy import body as bodies
 from neuronetz_gateway.proxy import rewrite
-from neuronetz_gateway.proxy.forward import UpstreamUnreachable, forward, upstream_failed
+from neuronetz_gateway.proxy.forward import forward, upstream_failed
 from neuronetz_gateway.proxy.observer import StreamObserver
+from neuronetz_gateway.proxy.ps import loaded_models
 from neuronetz_gateway.proxy.usage import Usage
 from neuronetz_gateway.refusals import refused_error
 from neuronetz_gateway.runtime import GatewayRuntime
@@ -89,14 +91,14 @@ class Pipeline:
 
     # -- model access ---------------------------------------------------------------
 
-    def _authorize(self, exchange: Exchange, principal: Principal, requested: str) -> str:
-        """The catalog name of `requested` if the key may use it; 404 otherwise."""
+    def _authorize(self, exchange: Exchange, principal: Principal, requested: str) -> CatalogModel:
+        """The catalog entry of `requested` if the key may use it; 404 otherwise."""
         catalog = self.runtime.catalog
         model = catalog.get(requested)
         if model is None or not may_use(principal, model.name, catalog):
             raise model_not_found(requested)
         exchange.model = model.name
-        return model.name
+        return model
 
     async def _read_request(self, exchange: Exchange, route: Route) -> rewrite.ParsedBody:
         raw = await bodies.read_body(exchange, self.settings.max_request_body_bytes)
@@ -157,30 +159,23 @@ class Pipeline:
         elif route is routes.V1_MODELS:
             await respond.complete(exchange, 200, listings.openai_models_body(visible))
         elif route is routes.V1_MODEL:
-            name = self._authorize(exchange, principal, model_param or "")
+            name = self._authorize(exchange, principal, model_param or "").name
             model = next(m for m in visible if m.name == name)
             await respond.complete(exchange, 200, orjson.dumps(listings.openai_model(model)))
         else:  # /api/ps: Ollama knows what is loaded; the key sees only its models
             await self._ps(exchange, {m.name for m in visible})
 
     async def _ps(self, exchange: Exchange, visible: set[str]) -> None:
-        upstream = self.runtime.upstreams.pick()
-        if upstream is None:
-            raise upstream_failed(502, "no upstream available")
-        session = self.runtime.resources.upstream
+        answers = await loaded_models(
+            self.runtime.resources.upstream,
+            self.runtime.upstreams,
+            self.settings.model_discovery_timeout_seconds,
+        )
         try:
-            async with session.get(upstream.url("/api/ps"), allow_redirects=False) as response:
-                content = await response.read()
-                if response.status != 200:
-                    raise upstream_failed()
-        except (TimeoutError, OSError, ValueError) as error:
-            log.warning("upstream_ps_failed", error=type(error).__name__)
+            merged = listings.merge_ps(answers, visible)
+        except ValueError:
             raise upstream_failed() from None
-        try:
-            filtered = listings.filter_ps(content, visible)
-        except orjson.JSONDecodeError:
-            raise upstream_failed() from None
-        await respond.complete(exchange, 200, filtered)
+        await respond.complete(exchange, 200, merged)
 
     async def _passthrough(self, exchange: Exchange, route: Route) -> None:
         await self._proxy_watching(exchange, route, None, StreamObserver(), None, None)
@@ -241,7 +236,7 @@ class Pipeline:
         route: Route,
         body: bytes | None,
         observer: StreamObserver,
-        model: str | None,
+        model: CatalogModel | None,
         ticket: Ticket | None,
     ) -> None:
         """Forward while watching for the client leaving (which cancels the upstream)."""
@@ -265,24 +260,19 @@ class Pipeline:
         route: Route,
         body: bytes | None,
         observer: StreamObserver,
-        model: str | None,
+        model: CatalogModel | None,
     ) -> None:
-        upstream = self.runtime.upstreams.pick(model)
-        if upstream is None:
-            raise upstream_failed(502, "no upstream available")
-        try:
-            await forward(
-                exchange,
-                self.runtime.resources.upstream,
-                upstream,
-                method=exchange.method,
-                path=route.upstream_path,
-                body=body,
-                observer=observer,
-                model=model,
-            )
-        except UpstreamUnreachable:
-            raise upstream_failed(502, "upstream unavailable") from None
+        await forward(
+            exchange,
+            self.runtime.resources.upstream,
+            self.runtime.upstreams,
+            method=exchange.method,
+            path=route.upstream_path,
+            body=body,
+            observer=observer,
+            model=model.name if model is not None else None,
+            holders=model.upstreams if model is not None else (),
+        )
 
     async def _watch(
         self, exchange: Exchange, main: asyncio.Task[Any], ticket: Ticket | None

@@ -24,6 +24,7 @@ from neuronetz_gateway.config import Settings
 from neuronetz_gateway.context import Exchange
 from neuronetz_gateway.db.notify import ChangeHandlers, ChangeListener, ConfigChange
 from neuronetz_gateway.limits import Limiter, PostgresUsageSource, RedisLimiter
+from neuronetz_gateway.proxy.probe import UpstreamProber
 from neuronetz_gateway.proxy.upstreams import UpstreamPool
 from neuronetz_gateway.resources import Resources
 
@@ -58,6 +59,9 @@ class GatewayRuntime:
         )
         self.catalog = Catalog()
         self.upstreams = UpstreamPool(settings.upstream_urls)
+        self.prober = UpstreamProber(
+            self.upstreams, resources.upstream, settings.readiness_timeout_seconds
+        )
         self.audit = AuditWriter(resources.engine, settings)
         self.limiter: Limiter = RedisLimiter(
             resources.redis,
@@ -82,8 +86,10 @@ class GatewayRuntime:
         await self.listener.start()
         await self.discovery.start()
         await self.retention.start()
+        await self.prober.start()
 
     async def aclose(self) -> None:
+        await self.prober.aclose()
         await self.listener.aclose()
         await self.discovery.aclose()
         await self.retention.aclose()

@@ -78,4 +78,6 @@ async def test_reload_reads_available_models_from_postgres(catalog_engine: Async
         details={"family": "llama", "families": ["llama"]},
         modified_at="2024-07-23T10:15:30.123456789+02:00",
         upstream="http://ollama:11434",
+        # No model_upstreams rows: the recorded (or pinned) server is the only one.
+        upstreams=frozenset({"http://ollama:11434"}),
     )

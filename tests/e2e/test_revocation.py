@@ -128,6 +128,8 @@ async def test_reconnect_drops_the_cache(
             "WHERE datname = current_database() AND application_name = $1",
             APPLICATION_NAME,
         )
+        # At least the replicas': other gateways of the test session (the deploy tests'
+        # session-scoped one) may listen on this database too.
         assert terminated >= len(replicas)
         await connection.execute(
             "UPDATE api_keys SET status = 'revoked' WHERE prefix = $1", key.prefix

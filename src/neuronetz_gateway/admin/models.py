@@ -19,7 +19,7 @@ from neuronetz_gateway.admin.errors import AdminError
 from neuronetz_gateway.catalog.discovery import SyncResult, discover, upstream_label
 from neuronetz_gateway.catalog.models import has_tag, with_default_tag
 from neuronetz_gateway.config import Settings
-from neuronetz_gateway.db.tables import Model
+from neuronetz_gateway.db.tables import Model, ModelUpstream
 
 # Ollama names: `llama3.1:8b`, `user/model:tag`, `hf.co/org/repo:Q4_K_M`.
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+-]{0,254}")
@@ -77,7 +77,9 @@ async def register_model(
 ) -> ModelChange:
     """Add `name` to the catalog (or make it available again) without asking Ollama.
 
-    `upstream` pins it to one configured server; without it any upstream may serve it.
+    `upstream` pins it to one configured server (its only server until discovery
+    reports otherwise); without it any upstream may serve it, or the servers discovery
+    last saw it on.
     """
     canonical = check_model_name(name)
     pinned = _check_upstream(upstream, settings)
@@ -88,16 +90,31 @@ async def register_model(
             name=canonical, available=True, upstream=pinned, first_seen_at=now, last_seen_at=now
         )
         session.add(model)
-    elif model.available and (upstream is None or model.upstream == pinned):
+        await session.flush()  # the row model_upstreams refers to
+    elif model.available and (
+        pinned is None
+        or (model.upstream == pinned and await _servers(session, canonical) <= {pinned})
+    ):
         return ModelChange(model, changed=False)
     else:
         model.available = True
         model.last_seen_at = now
-        if upstream is not None:
+        if pinned is not None:
             model.upstream = pinned
+    if pinned is not None:
+        await session.execute(sa.delete(ModelUpstream).where(ModelUpstream.model_name == canonical))
+        session.add(ModelUpstream(model_name=canonical, upstream=pinned, last_seen_at=now))
     await session.commit()
     await session.refresh(model)
     return ModelChange(model, changed=True)
+
+
+async def _servers(session: AsyncSession, name: str) -> set[str]:
+    """The servers `name` is routed to (its `model_upstreams` rows)."""
+    rows = await session.scalars(
+        sa.select(ModelUpstream.upstream).where(ModelUpstream.model_name == name)
+    )
+    return set(rows)
 
 
 async def unregister_model(session: AsyncSession, name: str) -> ModelChange:

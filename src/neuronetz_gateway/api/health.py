@@ -1,7 +1,10 @@
 """`/healthz` and `/readyz` (SPEC §5).
 
 Readiness fails closed: a check that errors or times out counts as failing, and the
-503 body names failing checks only (never an error text, host or address).
+503 body names failing checks only (never an error text, host or address). With
+several Ollama servers each is its own check (`ollama_0`, `ollama_1`, ... in
+`OLLAMA_BASE_URLS` order); the gateway is ready while Postgres, Redis and at least one
+of them answer, and reports `degraded` while some do not (docs/UPSTREAMS.md).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from neuronetz_gateway.api.responses import json_response
 from neuronetz_gateway.resources import Resources
 
 CACHE_SECONDS = 1.0
+UPSTREAM_CHECK = "ollama"
 
 Check = Callable[[], Awaitable[None]]
 
@@ -37,7 +41,7 @@ class Readiness:
         checks: dict[str, Check] = {"postgres": self._postgres, "redis": self._redis}
         urls = self.resources.settings.upstream_urls
         for index, url in enumerate(urls):
-            name = "ollama" if len(urls) == 1 else f"ollama_{index}"
+            name = UPSTREAM_CHECK if len(urls) == 1 else f"{UPSTREAM_CHECK}_{index}"
             checks[name] = self._ollama(url)
         return checks
 
@@ -47,6 +51,13 @@ class Readiness:
                 self._cached = await self._run_all()
                 self._cached_at = time.monotonic()
             return dict(self._cached)
+
+    @staticmethod
+    def ready(results: dict[str, bool]) -> bool:
+        """Every dependency answers, and at least one Ollama server does."""
+        upstreams = [ok for name, ok in results.items() if name.startswith(UPSTREAM_CHECK)]
+        others = [ok for name, ok in results.items() if not name.startswith(UPSTREAM_CHECK)]
+        return all(others) and any(upstreams)
 
     async def _run_all(self) -> dict[str, bool]:
         checks = self.checks()
@@ -94,13 +105,16 @@ async def healthz() -> Response:
 
 @router.get("/readyz", include_in_schema=False)
 async def readyz(request: Request) -> Response:
-    """200 with every check `ok`, else 503 naming the failing checks."""
+    """200 when ready (`degraded` while some Ollama server fails), else 503; both name
+    the failing checks."""
     readiness: Readiness = request.app.state.readiness
     results = await readiness.results()
     failing = sorted(name for name, ok in results.items() if not ok)
     checks = {name: "ok" if ok else "failing" for name, ok in results.items()}
-    if failing:
+    if not readiness.ready(results):
         return json_response(
             {"status": "unavailable", "failing": failing, "checks": checks}, status_code=503
         )
+    if failing:
+        return json_response({"status": "degraded", "failing": failing, "checks": checks})
     return json_response({"status": "ok", "checks": checks})

@@ -1,12 +1,13 @@
 """Model listings built by the gateway from its catalog, filtered per key (SPEC §4.4).
 
 `/api/tags`, `/v1/models` and `/v1/models/{model}` never reach Ollama: they show the
-catalog as the key may see it. `/api/ps` asks Ollama and removes what the key may not
-see.
+catalog as the key may see it, one entry per model however many servers have it.
+`/api/ps` asks every Ollama and removes what the key may not see.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -62,13 +63,28 @@ def openai_models_body(models: list[CatalogModel]) -> bytes:
     return orjson.dumps({"object": "list", "data": [openai_model(m) for m in models]})
 
 
-def filter_ps(content: bytes, visible: set[str]) -> bytes:
-    """Ollama's `/api/ps` answer without the models the key may not see."""
-    data = orjson.loads(content)
-    models = data.get("models") if isinstance(data, dict) else None
-    kept = [
-        m
-        for m in models or ()
-        if isinstance(m, dict) and (m.get("name") in visible or m.get("model") in visible)
-    ]
-    return orjson.dumps({"models": kept})
+def merge_ps(answers: Sequence[bytes], visible: set[str]) -> bytes:
+    """The servers' `/api/ps` answers as one, without the models the key may not see.
+
+    A model loaded on several servers is listed once (the first server's entry).
+    Raises `ValueError` when not one answer is a JSON object.
+    """
+    kept: dict[str, dict[str, Any]] = {}
+    parsed = 0
+    for content in answers:
+        try:
+            data = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(data, dict):
+            continue
+        parsed += 1
+        for entry in data.get("models") or ():
+            if not isinstance(entry, dict):
+                continue
+            name, model = entry.get("name"), entry.get("model")
+            if name in visible or model in visible:
+                kept.setdefault(str(name or model), entry)
+    if not parsed:
+        raise ValueError("no /api/ps answer could be read")
+    return orjson.dumps({"models": list(kept.values())})

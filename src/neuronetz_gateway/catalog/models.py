@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from neuronetz_gateway.db.tables import Model
+from neuronetz_gateway.db.tables import Model, ModelUpstream
 
 DEFAULT_TAG = "latest"
 
@@ -52,6 +52,9 @@ class CatalogModel:
     # The base URL of the Ollama server that has it; None for a model an admin
     # registered without naming a server (any upstream may serve it).
     upstream: str | None = None
+    # Base URLs of every server that has it, where requests for it may go; empty: any
+    # server may serve it (docs/UPSTREAMS.md).
+    upstreams: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +109,17 @@ class Catalog:
         self._snapshot = _snapshot(models)
 
     async def reload(self, engine: AsyncEngine) -> None:
-        """Replace the catalog with the `models` rows marked available in Postgres."""
+        """Replace the catalog with the `models` rows marked available in Postgres.
+
+        A model's servers are its `model_upstreams` rows, else its `upstream` (one
+        pinned by an admin), else none: any server.
+        """
         async with engine.connect() as connection:
+            holders: dict[str, set[str]] = {}
+            for name, upstream in await connection.execute(
+                sa.select(ModelUpstream.model_name, ModelUpstream.upstream)
+            ):
+                holders.setdefault(name, set()).add(upstream)
             rows = await connection.execute(
                 sa.select(
                     Model.name,
@@ -126,6 +138,9 @@ class Catalog:
                     details=row.details,
                     modified_at=row.modified_at,
                     upstream=row.upstream,
+                    upstreams=frozenset(
+                        holders.get(row.name) or ([row.upstream] if row.upstream else ())
+                    ),
                 )
                 for row in rows
             )

@@ -6,6 +6,9 @@ becomes `available = false` (the row stays, with its grants, and comes back when
 server reports it again). An upstream whose poll failed says nothing: its models keep
 their state, so a failure never empties the catalog.
 
+`model_upstreams` records which server has which model: the rows of every server that
+answered are replaced by what it reported; those of a failed server stay as they were.
+
 Replicas run this concurrently; a transaction-scoped advisory lock serializes them,
 so their counts stay accurate and concurrent upserts cannot deadlock.
 """
@@ -21,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from neuronetz_gateway.catalog.models import CatalogModel
-from neuronetz_gateway.db.tables import Model
+from neuronetz_gateway.db.tables import Model, ModelUpstream
 
 # pg_advisory_xact_lock key for model syncs: the ASCII of "nzmodels".
 SYNC_LOCK_ID = 0x6E7A6D6F64656C73
@@ -90,8 +93,15 @@ def _choose(
 
 
 def _is_vanished(
-    row: _Stored, reachable: frozenset[str], configured: frozenset[str], all_reachable: bool
+    row: _Stored,
+    holders: set[str],
+    reachable: frozenset[str],
+    configured: frozenset[str],
+    all_reachable: bool,
 ) -> bool:
+    """Whether a model no server reported this cycle is gone."""
+    if any(u in configured and u not in reachable for u in holders):
+        return False  # a server that had it did not answer: no information
     recorded = row.values["upstream"]
     if recorded in reachable:
         return True  # its server answered and no longer has it
@@ -103,6 +113,38 @@ def _is_vanished(
 async def _lock(connection: AsyncConnection) -> None:
     if connection.dialect.name == "postgresql":
         await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(SYNC_LOCK_ID)))
+
+
+async def _stored_holders(connection: AsyncConnection) -> dict[str, set[str]]:
+    holders: dict[str, set[str]] = {}
+    for name, upstream in await connection.execute(
+        sa.select(ModelUpstream.model_name, ModelUpstream.upstream)
+    ):
+        holders.setdefault(name, set()).add(upstream)
+    return holders
+
+
+async def _record_holders(
+    connection: AsyncConnection,
+    fetched: Mapping[str, Sequence[CatalogModel] | None],
+    reachable: frozenset[str],
+    now: datetime,
+) -> None:
+    """Replace the `model_upstreams` rows of every server that answered."""
+    await connection.execute(
+        sa.delete(ModelUpstream).where(ModelUpstream.upstream.in_(sorted(reachable)))
+    )
+    rows = {
+        (model.name, upstream): {
+            "model_name": model.name,
+            "upstream": upstream,
+            "last_seen_at": now,
+        }
+        for upstream in sorted(reachable)
+        for model in fetched.get(upstream) or ()
+    }
+    if rows:
+        await connection.execute(sa.insert(ModelUpstream), list(rows.values()))
 
 
 async def _stored_models(connection: AsyncConnection) -> dict[str, _Stored]:
@@ -133,6 +175,7 @@ async def sync_upstreams(
     async with engine.begin() as connection:
         await _lock(connection)
         stored = await _stored_models(connection)
+        holders = await _stored_holders(connection)
         seen = _choose(fetched, order, stored)
         added: list[str] = []
         reappeared: list[str] = []
@@ -153,7 +196,13 @@ async def sync_upstreams(
             for name, row in stored.items()
             if row.available
             and name not in seen
-            and _is_vanished(row, reachable, frozenset(order), all_reachable=not failed)
+            and _is_vanished(
+                row,
+                holders.get(name, set()),
+                reachable,
+                frozenset(order),
+                all_reachable=not failed,
+            )
         ]
 
         if added:
@@ -184,6 +233,7 @@ async def sync_upstreams(
             await connection.execute(
                 sa.update(Model).where(Model.name.in_(vanished)).values(available=False)
             )
+        await _record_holders(connection, fetched, reachable, now)
 
     return SyncResult(
         added=tuple(sorted(added)),

@@ -164,6 +164,22 @@ class Model(Base):
     modified_at: Mapped[str | None] = mapped_column(sa.String(64))
 
 
+class ModelUpstream(Base):
+    """Which Ollama server has which model, as its last successful poll reported it.
+
+    The servers a model is routed to (docs/UPSTREAMS.md); `models.upstream` stays the
+    one server `list-models` shows, or the one an admin pinned the model to.
+    """
+
+    __tablename__ = "model_upstreams"
+
+    model_name: Mapped[str] = mapped_column(
+        sa.ForeignKey("models.name", ondelete="CASCADE"), primary_key=True
+    )
+    upstream: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    last_seen_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
 class ModelGrant(Base):
     __tablename__ = "model_grants"
     # Two partial indexes make (tenant, key, model) unique although key_id is nullable:

@@ -1,18 +1,27 @@
 """Forwarding one request upstream and relaying the answer (SPEC §4.7).
 
+`forward` sends the request to a server that has the model (`UpstreamPool.pick`). When
+no answer came back at all (the connection was refused, not made within the connect
+timeout, or dropped before the status line) nothing has been relayed, so it is tried
+once more on another server that has the model. A request whose answer has begun is
+never retried.
+
 Errors before the response starts become `GatewayError`s: an upstream 4xx keeps its
 status with a sanitised message (404 becomes the gateway's own "model not found"),
-5xx and redirects become 502, connection failures 502, timeouts 504. Errors after a
-stream started are relayed in-band by `relay`.
+5xx and redirects become 502, connection failures 502, timeouts 504, and no server in
+rotation 503 with `Retry-After`. Errors after a stream started are relayed in-band by
+`relay`. Every failure is reported to the pool, which ejects servers that are gone.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 import aiohttp
 import orjson
+import structlog
 
 from neuronetz_gateway.context import Exchange
 from neuronetz_gateway.db.tables import Outcome
@@ -21,57 +30,161 @@ from neuronetz_gateway.proxy.headers import upstream_headers
 from neuronetz_gateway.proxy.observer import StreamObserver
 from neuronetz_gateway.proxy.relay import relay_stream, relay_whole
 from neuronetz_gateway.proxy.sanitize import sanitize_message
-from neuronetz_gateway.proxy.upstreams import Upstream
+from neuronetz_gateway.proxy.upstreams import (
+    CONNECT,
+    STATUS,
+    STREAM,
+    TIMEOUT,
+    Upstream,
+    UpstreamPool,
+)
+
+log = structlog.get_logger(__name__)
 
 MAX_ERROR_BODY_BYTES = 65536
+# The first try and one retry on another server.
+MAX_ATTEMPTS = 2
 
 
 def upstream_failed(status: int = 502, message: str = "upstream error") -> GatewayError:
     return GatewayError(status, message, Outcome.UPSTREAM_ERROR, code="upstream_error")
 
 
-class UpstreamUnreachable(Exception):
-    """Nothing was sent: the connection to the upstream could not be made."""
+def no_upstream(model: str | None, retry_after: int) -> GatewayError:
+    """503: every server that could answer is out of rotation (docs/UPSTREAMS.md)."""
+    if model is None:
+        message = "upstream unavailable; retry shortly"
+    else:
+        shown = model if len(model) <= 128 else model[:128] + "…"
+        message = f'model "{shown}" is temporarily unavailable; retry shortly'
+    return GatewayError(
+        503,
+        message,
+        Outcome.UPSTREAM_ERROR,
+        code="upstream_unavailable",
+        headers={"retry-after": str(max(1, retry_after))},
+    )
+
+
+class NoAnswer(Exception):
+    """Nothing came back from the upstream: the request may go to another server.
+
+    `kind` is `CONNECT` (no connection) or `STREAM` (dropped before the status line)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
 
 
 async def forward(
     exchange: Exchange,
     session: aiohttp.ClientSession,
-    upstream: Upstream,
+    pool: UpstreamPool,
     *,
     method: str,
     path: str,
     body: bytes | None,
     observer: StreamObserver,
     model: str | None = None,
+    holders: Collection[str] = (),
 ) -> None:
-    """Send the request to `upstream` and relay its answer to the client."""
+    """Send the request to a server among `holders` (base URLs of the servers that have
+    `model`; empty: any server) and relay its answer to the client."""
+    tried: list[Upstream] = []
+    for _ in range(MAX_ATTEMPTS):
+        upstream = pool.pick(holders, exclude=tried)
+        if upstream is None:
+            break
+        tried.append(upstream)
+        try:
+            await _attempt(exchange, session, pool, upstream, method, path, body, observer, model)
+        except NoAnswer as failure:
+            log.info(
+                "upstream_no_answer",
+                upstream=upstream.label,
+                reason=failure.kind,
+                attempt=len(tried),
+            )
+            continue
+        return
+    if not tried:
+        raise no_upstream(model, pool.retry_after(holders))
+    raise upstream_failed(502, "upstream unavailable")
+
+
+async def _attempt(
+    exchange: Exchange,
+    session: aiohttp.ClientSession,
+    pool: UpstreamPool,
+    upstream: Upstream,
+    method: str,
+    path: str,
+    body: bytes | None,
+    observer: StreamObserver,
+    model: str | None,
+) -> None:
+    """One exchange with `upstream`; `NoAnswer` when it sent nothing back."""
     headers = upstream_headers(exchange.request_id, exchange.client_ip, has_body=body is not None)
     started = time.perf_counter()
-    upstream.in_flight += 1
+    exchange.upstream = upstream.label
+    pool.begin(upstream)
     try:
-        async with session.request(
-            method, upstream.url(path), data=body, headers=headers, allow_redirects=False
-        ) as response:
+        response = await _send(session, pool, upstream, method, path, body, headers)
+        async with response:
             try:
                 await _relay(exchange, response, observer, model)
-            except BaseException:
+            except BaseException as error:
                 # Closing (not releasing) the connection is what stops Ollama's generation.
                 response.close()
+                if isinstance(error, GatewayError) and _is_server_fault(response.status):
+                    pool.failed(upstream, STATUS)
                 raise
-    except aiohttp.ClientConnectorError:
-        raise UpstreamUnreachable from None
+        if observer.error:
+            pool.failed(upstream, STREAM)
     except TimeoutError:
+        pool.failed(upstream, TIMEOUT)
         if exchange.response_started:
             raise
         raise upstream_failed(504, "upstream timed out") from None
     except (aiohttp.ClientError, ValueError):
+        pool.failed(upstream, STREAM)
         if exchange.response_started:
             raise
         raise upstream_failed(502, "upstream unavailable") from None
     finally:
-        upstream.in_flight -= 1
+        pool.end(upstream)
         exchange.upstream_ms = (time.perf_counter() - started) * 1000.0
+
+
+async def _send(
+    session: aiohttp.ClientSession,
+    pool: UpstreamPool,
+    upstream: Upstream,
+    method: str,
+    path: str,
+    body: bytes | None,
+    headers: dict[str, str],
+) -> aiohttp.ClientResponse:
+    """The upstream's response, its status line and headers read."""
+    try:
+        return await session.request(
+            method, upstream.url(path), data=body, headers=headers, allow_redirects=False
+        )
+    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
+        pool.failed(upstream, CONNECT)
+        raise NoAnswer(CONNECT) from None
+    except TimeoutError:
+        raise  # connected and sent, but no answer within the read timeout: not retried
+    except aiohttp.ClientConnectionError:
+        # Dropped before the status line (a server going down mid-request).
+        pool.failed(upstream, STREAM)
+        raise NoAnswer(STREAM) from None
+
+
+def _is_server_fault(status: int) -> bool:
+    """Statuses the client cannot fix: redirects, server errors, and refusals of the
+    gateway itself (e.g. Ollama's Host check). They become a generic 502."""
+    return 300 <= status < 400 or status >= 500 or status in (401, 403, 407, 499)
 
 
 async def _relay(
@@ -101,9 +214,7 @@ async def _relay(
 
 async def _error_from(response: aiohttp.ClientResponse, model: str | None) -> GatewayError:
     status = response.status
-    if status < 400 or status >= 500 or status in (401, 403, 407, 499):
-        # Redirects, server errors and refusals of the gateway itself (e.g. Ollama's
-        # Host check) are the operator's problem, not the client's: 502.
+    if _is_server_fault(status):
         return upstream_failed()
     if status == 404 and model is not None:
         return model_not_found(model)
