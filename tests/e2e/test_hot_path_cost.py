@@ -1,27 +1,27 @@
 """What one request costs in round trips (SPEC §2): 0 to Postgres, at most 2 to Redis.
 
-Measured from outside the gateway: Postgres traffic through a proxy that counts query
-round trips per connection, Redis through the server's own command statistics.
+Measured from outside the gateway: Postgres and Redis traffic each pass through a proxy
+that counts query round trips (Postgres, per connection) and commands (Redis, by name).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from neuronetz_gateway.db.notify import APPLICATION_NAME
 from tests.doubles.ollama import OllamaDouble
 from tests.e2e.conftest import allow_all_models
-from tests.support.databases import REDIS_URL
 from tests.support.factories import KeyFixture, make_key, make_tenant
 from tests.support.pg_counting_proxy import PostgresCountingProxy, counting_proxy
 from tests.support.processes import GatewayProcess
+from tests.support.redis_counting_proxy import RedisCountingProxy, redis_counting_proxy
 from tests.support.stack import start_gateway
 
 REQUESTS = 200
@@ -35,15 +35,28 @@ def proxy() -> Iterator[PostgresCountingProxy]:
 
 
 @pytest.fixture(scope="module")
+def redis_proxy() -> Iterator[RedisCountingProxy]:
+    with redis_counting_proxy() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def quiet_gateway(
-    database_url: str, double: OllamaDouble, proxy: PostgresCountingProxy
+    database_url: str,
+    double: OllamaDouble,
+    proxy: PostgresCountingProxy,
+    redis_proxy: RedisCountingProxy,
 ) -> Iterator[GatewayProcess]:
     # Background writers that would talk to Postgres during the measurement are slowed
     # down: the question is what the *request path* costs.
     process = start_gateway(
         proxy.url(database_url),
         double,
-        {"AUDIT_FLUSH_INTERVAL_MS": "600000", "MODEL_DISCOVERY_INTERVAL_SECONDS": "3600"},
+        {
+            "AUDIT_FLUSH_INTERVAL_MS": "600000",
+            "MODEL_DISCOVERY_INTERVAL_SECONDS": "3600",
+            "REDIS_URL": redis_proxy.url(),
+        },
     )
     yield process
     process.stop()
@@ -63,52 +76,46 @@ async def _limited_key(session: AsyncSession) -> KeyFixture:
     return await make_key(session, tenant.name)
 
 
-async def _evalsha_calls(redis: aioredis.Redis) -> int:
-    stats = await redis.info("commandstats")
-    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
-
-
 async def test_steady_state_round_trips(
-    quiet_gateway: GatewayProcess, proxy: PostgresCountingProxy, session: AsyncSession
+    quiet_gateway: GatewayProcess,
+    proxy: PostgresCountingProxy,
+    redis_proxy: RedisCountingProxy,
+    session: AsyncSession,
 ) -> None:
     key = await _limited_key(session)
     headers = {"Authorization": f"Bearer {key.secret}"}
-    redis = aioredis.Redis.from_url(REDIS_URL)
     async with httpx.AsyncClient(base_url=quiet_gateway.base_url, timeout=10) as client:
         # Warm-up: the first request verifies the key (Postgres + Argon2) and fills caches.
         for _ in range(3):
             assert (await client.post("/api/chat", json=BODY, headers=headers)).status_code == 200
         postgres_before = proxy.snapshot()
-        redis_before = await _evalsha_calls(redis)
+        redis_before = redis_proxy.snapshot()
         for _ in range(REQUESTS):
             response = await client.post("/api/chat", json=BODY, headers=headers)
             assert response.status_code == 200
         postgres_after = proxy.snapshot()
-        redis_after = await _evalsha_calls(redis)
-    await redis.aclose()
+        redis_after = redis_proxy.snapshot()
     pool_round_trips = postgres_after["pool"] - postgres_before["pool"]
     assert pool_round_trips == 0, (postgres_before, postgres_after)
     # The LISTEN connection pings every 5 s whatever the traffic: not per request.
     listener = postgres_after[APPLICATION_NAME] - postgres_before[APPLICATION_NAME]
     assert listener <= 2
-    # One admission script and one settlement script per request.
-    assert redis_after - redis_before == 2 * REQUESTS
+    # One admission script and one settlement script per request, nothing else.
+    assert redis_after - redis_before == Counter({"EVALSHA": 2 * REQUESTS})
 
 
 async def test_unlimited_key_needs_no_redis_at_all(
-    quiet_gateway: GatewayProcess, session: AsyncSession
+    quiet_gateway: GatewayProcess, redis_proxy: RedisCountingProxy, session: AsyncSession
 ) -> None:
     tenant = await make_tenant(session)
     await allow_all_models(session, tenant.id)
     key = await make_key(session, tenant.name)
     headers = {"Authorization": f"Bearer {key.secret}"}
-    redis = aioredis.Redis.from_url(REDIS_URL)
     async with httpx.AsyncClient(base_url=quiet_gateway.base_url, timeout=10) as client:
         assert (await client.post("/api/chat", json=BODY, headers=headers)).status_code == 200
-        before = await _evalsha_calls(redis)
+        before = redis_proxy.snapshot()
         await asyncio.gather(
             *(client.post("/api/chat", json=BODY, headers=headers) for _ in range(50))
         )
-        after = await _evalsha_calls(redis)
-    await redis.aclose()
+        after = redis_proxy.snapshot()
     assert after == before

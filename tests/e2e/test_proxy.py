@@ -316,7 +316,7 @@ async def test_http_client_can_reuse_connection(caller: Caller) -> None:
 
 
 async def test_upstream_down_is_502_and_comes_back(
-    caller: Caller, double: OllamaDouble, engine: AsyncEngine
+    caller: Caller, double: OllamaDouble, engine: AsyncEngine, gateway: GatewayProcess
 ) -> None:
     double.stop()
     try:
@@ -325,13 +325,21 @@ async def test_upstream_down_is_502_and_comes_back(
             json=chat(stream=False),
             headers={**caller.auth, "X-Request-ID": "down-1"},
         )
+        # The only server is now ejected: refused at once until a probe finds it again.
+        ejected = await caller.client.post(
+            "/api/chat", json=chat(stream=False), headers=caller.auth
+        )
     finally:
         double.start()
     assert response.status_code == 502
     assert response.json() == {"error": "upstream unavailable"}
     assert "127.0.0.1" not in response.text
+    assert ejected.status_code == 503
+    assert int(ejected.headers["retry-after"]) >= 1
     [row] = await audit_rows(engine, "down-1")
     assert row.outcome == "upstream_error"
+    readmitted = await asyncio.to_thread(gateway.wait_for_log, "upstream_readmitted", 15.0)
+    assert readmitted is not None
     again = await caller.client.post("/api/chat", json=chat(stream=False), headers=caller.auth)
     assert again.status_code == 200
 
