@@ -7,7 +7,8 @@ server reports it again). An upstream whose poll failed says nothing: its models
 their state, so a failure never empties the catalog.
 
 Replicas run this concurrently; a transaction-scoped advisory lock serializes them,
-so their counts stay accurate and concurrent upserts cannot deadlock.
+so their counts stay accurate and concurrent upserts cannot deadlock. On SQLite the
+write lock, taken first, does the same.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from neuronetz_gateway.catalog.models import CatalogModel
+from neuronetz_gateway.db.sqlite import begin_immediate
 from neuronetz_gateway.db.tables import Model
 
 # pg_advisory_xact_lock key for model syncs: the ASCII of "nzmodels".
@@ -103,6 +105,8 @@ def _is_vanished(
 async def _lock(connection: AsyncConnection) -> None:
     if connection.dialect.name == "postgresql":
         await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(SYNC_LOCK_ID)))
+    elif connection.dialect.name == "sqlite":
+        await begin_immediate(connection)
 
 
 async def _stored_models(connection: AsyncConnection) -> dict[str, _Stored]:
