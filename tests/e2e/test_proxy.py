@@ -1,5 +1,6 @@
 """Proxying (SPEC §4.7): header hygiene, body limits, streaming relays, token accounting,
-output caps, cancellation and upstream errors, against a running gateway and the double."""
+output caps, cancellation and upstream errors, against a running gateway and the double,
+on both backends (metering and auditing differ between them)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.doubles.ollama import OllamaDouble, count_prompt_tokens
-from tests.e2e.conftest import Caller, audit_rows
+from tests.e2e.conftest import BOTH_BACKENDS, Caller, audit_rows
 from tests.support.processes import GatewayProcess
 from tests.support.rawhttp import raw_request
 
+pytestmark = BOTH_BACKENDS
 MODEL = "llama3.1:8b"
 
 
