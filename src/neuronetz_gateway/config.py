@@ -24,11 +24,13 @@ class ConfigError(Exception):
 
 
 def check_workers(workers: int, redis_url: str | None) -> None:
-    """Refuse several worker processes without Redis: each would keep limits of its own."""
+    """Refuse several worker processes without Redis (each would keep limits of its own):
+    `ConfigError` naming GATEWAY_WORKERS."""
     if workers > 1 and redis_url is None:
-        raise ValueError(
-            "GATEWAY_WORKERS > 1 needs REDIS_URL: without Redis, rate limits, concurrency "
-            "and budgets live in one process (docs/STANDALONE.md)"
+        raise ConfigError(
+            "invalid configuration: GATEWAY_WORKERS: more than 1 needs REDIS_URL; without "
+            "Redis, rate limits, concurrency and budgets live in one process "
+            "(docs/STANDALONE.md)"
         )
 
 
@@ -179,10 +181,10 @@ class Settings(BaseSettings):
             )
         return self
 
-    @model_validator(mode="after")
-    def _check_workers(self) -> Settings:
-        check_workers(self.gateway_workers, self.redis_url)
-        return self
+    @property
+    def upstream_urls(self) -> list[str]:
+        """The Ollama servers: `OLLAMA_BASE_URLS` when set, else `OLLAMA_BASE_URL`."""
+        return list(self.ollama_base_urls) or [self.ollama_base_url]
 
     @property
     def effective_database_url(self) -> str:
@@ -200,11 +202,6 @@ class Settings(BaseSettings):
         """True unless both Postgres and Redis are configured (docs/STANDALONE.md)."""
         return self.uses_sqlite or self.redis_url is None
 
-    @property
-    def upstream_urls(self) -> list[str]:
-        """The Ollama servers: `OLLAMA_BASE_URLS` when set, else `OLLAMA_BASE_URL`."""
-        return list(self.ollama_base_urls) or [self.ollama_base_url]
-
 
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
@@ -220,8 +217,10 @@ def _describe(error: ValidationError) -> str:
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; raise `ConfigError` (one line) when invalid."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]  # pydantic-settings accepts field kwargs
+        settings = Settings(**overrides)  # type: ignore[arg-type]  # pydantic-settings accepts field kwargs
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
     except ValueError as error:  # e.g. a malformed network in TRUSTED_PROXY_IPS
         raise ConfigError(f"invalid configuration: {error}") from None
+    check_workers(settings.gateway_workers, settings.redis_url)
+    return settings

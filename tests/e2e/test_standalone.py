@@ -153,5 +153,5 @@ def test_several_workers_without_redis_are_refused(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     [line] = result.stderr.strip().splitlines()
-    assert "GATEWAY_WORKERS > 1 needs REDIS_URL" in line
+    assert "GATEWAY_WORKERS: more than 1 needs REDIS_URL" in line
     assert not (tmp_path / "gateway.db").exists()

@@ -22,7 +22,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from neuronetz_gateway.catalog.models import CatalogModel
-from neuronetz_gateway.db.sqlite import begin_immediate
 from neuronetz_gateway.db.tables import Model
 
 # pg_advisory_xact_lock key for model syncs: the ASCII of "nzmodels".
@@ -106,7 +105,8 @@ async def _lock(connection: AsyncConnection) -> None:
     if connection.dialect.name == "postgresql":
         await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(SYNC_LOCK_ID)))
     elif connection.dialect.name == "sqlite":
-        await begin_immediate(connection)
+        # The write lock, before the first read (db/sqlite.py explains why it is needed).
+        await connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 async def _stored_models(connection: AsyncConnection) -> dict[str, _Stored]:

@@ -11,7 +11,7 @@ from neuronetz_gateway.admin.demo import DEMO_TENANT, create_demo_key
 from neuronetz_gateway.admin.keys import CreatedKey
 from neuronetz_gateway.auth.keys import KeyHasher
 from neuronetz_gateway.cli.app import JsonFlag, app, database, emit, run, settings
-from neuronetz_gateway.config import ConfigError, Settings, check_workers
+from neuronetz_gateway.config import Settings, check_workers
 from neuronetz_gateway.db import migrate as migrations
 from neuronetz_gateway.observability.logging import configure_logging
 
@@ -49,10 +49,7 @@ def serve_command(
     """Run migrations, then serve the gateway."""
     config = settings()
     worker_count = workers or config.gateway_workers
-    try:
-        check_workers(worker_count, config.redis_url)
-    except ValueError as error:
-        raise ConfigError(f"invalid configuration: {error}") from None
+    check_workers(worker_count, config.redis_url)
     configure_logging(config.log_level, config.log_format)
     if not skip_migrations:
         migrations.upgrade(config.effective_database_url)

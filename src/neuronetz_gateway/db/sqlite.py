@@ -10,7 +10,8 @@ transaction begins (deferred) right before its first write, so it takes the writ
 with its first statement. That way a reading session never holds a lock or a stale
 snapshot, and a write never fails with `SQLITE_BUSY` because another process committed
 between a read and the write. Code that must read and write atomically takes the write
-lock first with `begin_immediate` (what an advisory lock is on Postgres).
+lock first, with `BEGIN IMMEDIATE` as its first statement (where Postgres code takes an
+advisory lock).
 Migrations instead run as one real transaction (`transactional=True`).
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 BUSY_TIMEOUT_MS = 5000
@@ -84,12 +85,3 @@ def create_sqlite_engine(
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-async def begin_immediate(connection: AsyncConnection) -> None:
-    """Take SQLite's write lock now, for a transaction that reads and then writes.
-
-    Call it first in the transaction; it waits up to `BUSY_TIMEOUT_MS` for another
-    writer. Holds until the transaction ends.
-    """
-    await connection.exec_driver_sql("BEGIN IMMEDIATE")
