@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,51 @@ def test_defaults_are_sane(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.argon2_time_cost == 2
     assert settings.upstream_urls == ["http://127.0.0.1:11434"]
     assert settings.metrics_token is None
+
+
+def test_without_urls_the_backends_are_standalone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    settings = load_settings(_env_file=None)
+    assert (settings.database_url, settings.redis_url) == (None, None)
+    assert settings.data_dir == tmp_path / "neuronetz-gateway"
+    assert settings.effective_database_url == (
+        f"sqlite+aiosqlite:///{tmp_path}/neuronetz-gateway/gateway.db"
+    )
+    assert settings.standalone
+
+
+def test_empty_values_mean_unset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """As in a `.env` copied from `.env.example`."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    for name in ("DATABASE_URL", "REDIS_URL", "DATA_DIR"):
+        monkeypatch.setenv(name, "")
+    settings = load_settings(_env_file=None)
+    assert (settings.database_url, settings.redis_url) == (None, None)
+    assert settings.data_dir == tmp_path / "neuronetz-gateway"
+
+
+def test_postgres_and_redis_are_the_production_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u@db/x")
+    monkeypatch.setenv("REDIS_URL", "redis://cache:6379/0")
+    monkeypatch.setenv("GATEWAY_WORKERS", "4")
+    settings = load_settings(_env_file=None)
+    assert settings.effective_database_url == "postgresql+asyncpg://u@db/x"
+    assert not settings.standalone
+
+
+@pytest.mark.parametrize("database_url", [None, "postgresql+asyncpg://u@db/x"])
+def test_several_workers_need_redis(
+    monkeypatch: pytest.MonkeyPatch, database_url: str | None
+) -> None:
+    if database_url is not None:
+        monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("GATEWAY_WORKERS", "2")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None)
+    assert "GATEWAY_WORKERS" in str(caught.value)
+    assert "REDIS_URL" in str(caught.value)
 
 
 def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,6 +87,8 @@ def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
         ("OLLAMA_BASE_URL", "ftp://x"),
         ("TRUSTED_PROXY_IPS", "10.0.0.0/33"),
         ("DATABASE_URL", "mysql://x"),
+        ("DATABASE_URL", "sqlite+aiosqlite:///:memory:"),
+        ("REDIS_URL", "memcached://x"),
         ("MAX_REQUEST_BODY_BYTES", "-1"),
         ("MODEL_DISCOVERY_ENABLED", "maybe"),
     ],

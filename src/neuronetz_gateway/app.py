@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from neuronetz_gateway import backends
 from neuronetz_gateway.api import health, metrics
 from neuronetz_gateway.api.health import Readiness
 from neuronetz_gateway.config import Settings, load_settings
@@ -57,7 +58,15 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.readiness = Readiness(resources)
         await runtime.start()
         holder.runtime, holder.pipeline = runtime, Pipeline(runtime)
-        log.info("gateway_started", upstreams=len(settings.upstream_urls))
+        log.info(
+            "gateway_started", upstreams=len(settings.upstream_urls), **backends.describe(settings)
+        )
+        if settings.standalone:
+            log.warning(
+                "standalone_mode",
+                detail="one process, one replica: limits and caches live in this process",
+                **backends.describe(settings),
+            )
         try:
             yield
         finally:

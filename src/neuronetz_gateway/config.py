@@ -16,10 +16,22 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+SQLITE_FILE_NAME = "gateway.db"
 
 
 class ConfigError(Exception):
     """Configuration is invalid; `str()` is one line naming the variable."""
+
+
+def check_workers(workers: int, redis_url: str | None) -> None:
+    """Refuse several worker processes without Redis (each would keep limits of its own):
+    `ConfigError` naming GATEWAY_WORKERS."""
+    if workers > 1 and redis_url is None:
+        raise ConfigError(
+            "invalid configuration: GATEWAY_WORKERS: more than 1 needs REDIS_URL; without "
+            "Redis, rate limits, concurrency and budgets live in one process "
+            "(docs/STANDALONE.md)"
+        )
 
 
 def _default_data_dir() -> Path:
@@ -50,8 +62,10 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/neuronetz"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # None: standalone components (docs/STANDALONE.md): SQLite under DATA_DIR, and the
+    # in-process limiter.
+    database_url: str | None = None
+    redis_url: str | None = None
     ollama_base_url: str = "http://127.0.0.1:11434"
     ollama_base_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -111,19 +125,46 @@ class Settings(BaseSettings):
     def _check_base_urls(cls, value: list[str]) -> list[str]:
         return [_check_http_url(url) for url in value]
 
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _empty_url_is_none(cls, value: object) -> object:
+        # `DATABASE_URL=` in a `.env` means "not set": the standalone component.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("database_url")
     @classmethod
-    def _check_database_url(cls, value: str) -> str:
-        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
-            raise ValueError("must start with postgresql+asyncpg:// or sqlite+aiosqlite://")
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite:///")):
+            raise ValueError("must start with postgresql+asyncpg:// or sqlite+aiosqlite:///")
+        if value.startswith("sqlite") and value.removeprefix("sqlite+aiosqlite:///") in (
+            "",
+            ":memory:",
+        ):
+            raise ValueError("must name a database file (in-memory SQLite is per connection)")
         return value
 
     @field_validator("redis_url")
     @classmethod
-    def _check_redis_url(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _empty_data_dir_is_default(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return _default_data_dir()
+        return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand_data_dir(cls, value: Path) -> Path:
+        return value.expanduser()
 
     @field_validator("metrics_token")
     @classmethod
@@ -136,6 +177,22 @@ class Settings(BaseSettings):
     def upstream_urls(self) -> list[str]:
         """The Ollama servers: `OLLAMA_BASE_URLS` when set, else `OLLAMA_BASE_URL`."""
         return list(self.ollama_base_urls) or [self.ollama_base_url]
+
+    @property
+    def effective_database_url(self) -> str:
+        """`DATABASE_URL`, or standalone mode's SQLite file under `DATA_DIR`."""
+        if self.database_url is not None:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / SQLITE_FILE_NAME}"
+
+    @property
+    def uses_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def standalone(self) -> bool:
+        """True unless both Postgres and Redis are configured (docs/STANDALONE.md)."""
+        return self.uses_sqlite or self.redis_url is None
 
 
 def _describe(error: ValidationError) -> str:
@@ -152,8 +209,10 @@ def _describe(error: ValidationError) -> str:
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; raise `ConfigError` (one line) when invalid."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]  # pydantic-settings accepts field kwargs
+        settings = Settings(**overrides)  # type: ignore[arg-type]  # pydantic-settings accepts field kwargs
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
     except ValueError as error:  # e.g. a malformed network in TRUSTED_PROXY_IPS
         raise ConfigError(f"invalid configuration: {error}") from None
+    check_workers(settings.gateway_workers, settings.redis_url)
+    return settings

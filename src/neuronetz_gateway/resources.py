@@ -24,12 +24,13 @@ class Resources:
 
     settings: Settings
     engine: AsyncEngine
-    redis: Redis
+    redis: Redis | None  # None in standalone mode: the limiter lives in this process
     upstream: aiohttp.ClientSession
 
     async def aclose(self) -> None:
         await self.upstream.close()
-        await self.redis.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.engine.dispose()
 
 
@@ -55,11 +56,11 @@ def create_upstream_session(settings: Settings) -> aiohttp.ClientSession:
     )
 
 
-def create_redis(settings: Settings) -> Redis:
+def create_redis(redis_url: str) -> Redis:
     """A Redis client that gives up fast: one immediate retry (a stale pooled connection
     after a Redis restart), no back-off."""
     return Redis.from_url(
-        settings.redis_url,
+        redis_url,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
         health_check_interval=30,
@@ -68,10 +69,11 @@ def create_redis(settings: Settings) -> Redis:
 
 
 async def open_resources(settings: Settings) -> Resources:
-    """Create (lazily connecting) clients for Postgres, Redis and the upstreams."""
+    """Create (lazily connecting) clients for the database, Redis (when configured) and
+    the upstreams."""
     return Resources(
         settings=settings,
-        engine=create_engine(settings.database_url),
-        redis=create_redis(settings),
+        engine=create_engine(settings.effective_database_url),
+        redis=create_redis(settings.redis_url) if settings.redis_url is not None else None,
         upstream=create_upstream_session(settings),
     )

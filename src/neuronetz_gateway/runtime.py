@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from neuronetz_gateway import backends
 from neuronetz_gateway.audit import AuditRecord, AuditWriter, PromptLogRecord, RetentionTask
 from neuronetz_gateway.audit.records import prompt_log_expires_at
 from neuronetz_gateway.auth.authenticator import Authenticator
@@ -22,8 +23,8 @@ from neuronetz_gateway.catalog.discovery import DiscoveryTask
 from neuronetz_gateway.catalog.models import Catalog
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.context import Exchange
-from neuronetz_gateway.db.notify import ChangeHandlers, ChangeListener, ConfigChange
-from neuronetz_gateway.limits import Limiter, PostgresUsageSource, RedisLimiter
+from neuronetz_gateway.db.notify import ChangeHandlers, ConfigChange
+from neuronetz_gateway.limits import Limiter, PostgresUsageSource
 from neuronetz_gateway.proxy.probe import UpstreamProber
 from neuronetz_gateway.proxy.upstreams import UpstreamPool
 from neuronetz_gateway.resources import Resources
@@ -63,22 +64,23 @@ class GatewayRuntime:
             self.upstreams, resources.upstream, settings.readiness_timeout_seconds
         )
         self.audit = AuditWriter(resources.engine, settings)
-        self.limiter: Limiter = RedisLimiter(
+        self.limiter: Limiter = backends.create_limiter(
+            settings,
             resources.redis,
             BufferedUsageSource(PostgresUsageSource(resources.engine), self.audit),
-            lease_seconds=settings.concurrency_lease_seconds,
-            default_max_output_tokens=settings.budget_default_max_output_tokens,
         )
         self.discovery = DiscoveryTask(resources.engine, resources.upstream, settings, self.catalog)
         self.retention = RetentionTask(resources.engine, settings)
         self._tasks: set[asyncio.Task[None]] = set()
-        self.listener = ChangeListener(
-            settings.database_url,
+        self.listener = backends.create_change_feed(
+            settings,
+            resources.engine,
             ChangeHandlers(
                 on_key_revoked=self.authenticator.evict_prefix,
                 on_config_changed=self._on_config_changed,
                 on_reconnect=self._on_reconnect,
             ),
+            on_models_changed=self._reload_catalog,
         )
 
     async def start(self) -> None:
@@ -112,6 +114,9 @@ class GatewayRuntime:
     async def _on_reconnect(self) -> None:
         self.authenticator.clear()
         await self.authenticator.load_prefix_index()
+
+    async def _reload_catalog(self) -> None:
+        await self.catalog.reload(self.resources.engine)
 
     # -- after every request ------------------------------------------------------------
 

@@ -1,4 +1,10 @@
-"""End-to-end fixtures: one Ollama double and one gateway process per test module."""
+"""End-to-end fixtures: one Ollama double and one gateway process per test module.
+
+The gateway runs on Postgres + Redis by default. A module that sets
+`pytestmark = BOTH_BACKENDS` runs every test twice: against that gateway and against a
+standalone one (SQLite, in-process limiter), with the same assertions. The `engine`
+and `session` fixtures then reach whichever database the module's gateway uses.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +12,45 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from neuronetz_gateway.db.tables import AuditLog
+from neuronetz_gateway.db import migrate
+from neuronetz_gateway.db.engine import create_engine
+from neuronetz_gateway.db.tables import AuditLog, TenantLimits
 from tests.doubles.ollama import OllamaDouble
 from tests.support.factories import KeyFixture, make_key, make_tenant
 from tests.support.processes import GatewayProcess
-from tests.support.stack import start_gateway
+from tests.support.stack import sqlite_url, start_gateway, start_standalone_gateway
+
+POSTGRES_REDIS, STANDALONE = "postgres+redis", "standalone"
+BOTH_BACKENDS = pytest.mark.parametrize(
+    "backend", [POSTGRES_REDIS, STANDALONE], indirect=True, scope="module"
+)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a module's gateway keeps its state; `database_url` is how tests reach it."""
+
+    name: str
+    database_url: str
+
+
+@pytest.fixture(scope="module")
+def backend(
+    request: pytest.FixtureRequest, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Backend:
+    name = getattr(request, "param", POSTGRES_REDIS)
+    if name == STANDALONE:
+        url = sqlite_url(tmp_path_factory.mktemp("standalone-data"))
+        migrate.upgrade(url)  # as `serve` would: tests may write before the gateway runs
+        return Backend(name, url)
+    return Backend(name, database_url)
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +60,22 @@ def double() -> Iterator[OllamaDouble]:
 
 
 @pytest.fixture(scope="module")
-def gateway(database_url: str, double: OllamaDouble) -> Iterator[GatewayProcess]:
-    process = start_gateway(database_url, double)
+def gateway(backend: Backend, double: OllamaDouble) -> Iterator[GatewayProcess]:
+    if backend.name == STANDALONE:
+        data_dir = backend.database_url.removeprefix("sqlite+aiosqlite:///")
+        process = start_standalone_gateway(Path(data_dir).parent, double)
+    else:
+        process = start_gateway(backend.database_url, double)
     yield process
     process.stop()
+
+
+@pytest.fixture
+async def engine(backend: Backend) -> AsyncIterator[AsyncEngine]:
+    """The database of the module's gateway."""
+    engine = create_engine(backend.database_url)
+    yield engine
+    await engine.dispose()
 
 
 @pytest.fixture(autouse=True)
@@ -59,8 +105,9 @@ class Caller:
 
 async def allow_all_models(session: AsyncSession, tenant_id: uuid.UUID) -> None:
     await session.execute(
-        sa.text("UPDATE tenant_limits SET allow_all_models = true WHERE tenant_id = :t"),
-        {"t": tenant_id},
+        sa.update(TenantLimits)
+        .where(TenantLimits.tenant_id == tenant_id)
+        .values(allow_all_models=True)
     )
     await session.commit()
 

@@ -1,8 +1,9 @@
-"""Authentication against a running gateway (SPEC §4.3)."""
+"""Authentication against a running gateway (SPEC §4.3), on both backends."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -10,9 +11,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from neuronetz_gateway.auth.keys import checksum, generate_key
+from neuronetz_gateway.db.tables import ApiKey, KeyStatus, Tenant, TenantStatus
 from tests.doubles.ollama import OllamaDouble
-from tests.e2e.conftest import Caller, allow_all_models, audit_rows
+from tests.e2e.conftest import BOTH_BACKENDS, Caller, allow_all_models, audit_rows
 from tests.support.factories import make_key, make_tenant
+
+pytestmark = BOTH_BACKENDS
 
 CHAT = {"model": "llama3.1:8b", "messages": [{"role": "user", "content": "hi"}], "stream": False}
 UNAUTHORIZED = {"error": "invalid API key"}
@@ -39,12 +43,13 @@ async def test_every_kind_of_bad_key_gets_the_same_401(
 ) -> None:
     revoked = await make_key(session, caller.key.tenant_name)
     await session.execute(
-        sa.text("UPDATE api_keys SET status = 'revoked' WHERE id = :id"), {"id": revoked.key_id}
+        sa.update(ApiKey).where(ApiKey.id == revoked.key_id).values(status=KeyStatus.REVOKED)
     )
     expired = await make_key(session, caller.key.tenant_name, expires_in=timedelta(seconds=1))
     await session.execute(
-        sa.text("UPDATE api_keys SET expires_at = now() - interval '1 hour' WHERE id = :id"),
-        {"id": expired.key_id},
+        sa.update(ApiKey)
+        .where(ApiKey.id == expired.key_id)
+        .values(expires_at=datetime.now(UTC) - timedelta(hours=1))
     )
     await session.commit()
     candidates = {
@@ -96,17 +101,16 @@ async def test_suspended_tenant_is_403(session: AsyncSession, client: httpx.Asyn
     key = await make_key(session, tenant.name)
     headers = {"Authorization": f"Bearer {key.secret}"}
     assert (await client.post("/api/chat", json=CHAT, headers=headers)).status_code == 200
-    await session.execute(
-        sa.text("UPDATE tenants SET status = 'suspended' WHERE id = :id"), {"id": tenant.id}
-    )
-    await session.commit()
+    await _set_status(session, tenant.id, TenantStatus.SUSPENDED)
     response = await _eventually_status(client, headers, 403)
     assert response.json() == {"error": "tenant suspended"}
-    await session.execute(
-        sa.text("UPDATE tenants SET status = 'active' WHERE id = :id"), {"id": tenant.id}
-    )
-    await session.commit()
+    await _set_status(session, tenant.id, TenantStatus.ACTIVE)
     await _eventually_status(client, headers, 200)
+
+
+async def _set_status(session: AsyncSession, tenant_id: uuid.UUID, status: TenantStatus) -> None:
+    await session.execute(sa.update(Tenant).where(Tenant.id == tenant_id).values(status=status))
+    await session.commit()
 
 
 async def _eventually_status(

@@ -1,4 +1,5 @@
-"""Model access and listings per key (SPEC §4.4, §4.8) against a running gateway."""
+"""Model access and listings per key (SPEC §4.4, §4.8) against a running gateway, on both
+backends."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from neuronetz_gateway.db.tables import ModelGrant
 from tests.doubles.ollama import OllamaDouble
-from tests.e2e.conftest import Caller
+from tests.e2e.conftest import BOTH_BACKENDS, Caller, allow_all_models
 from tests.support.factories import KeyFixture, make_key, make_tenant
 from tests.support.processes import GatewayProcess
+
+pytestmark = BOTH_BACKENDS
 
 GRANTED = "qwen2.5:0.5b"
 OTHER = "llama3.1:8b"
@@ -22,8 +26,7 @@ async def grant(
     session: AsyncSession, tenant_id: uuid.UUID, model: str, key_id: uuid.UUID | None = None
 ) -> None:
     await session.execute(
-        sa.text("INSERT INTO model_grants (tenant_id, key_id, model_name) VALUES (:t, :k, :m)"),
-        {"t": tenant_id, "k": key_id, "m": model},
+        sa.insert(ModelGrant).values(tenant_id=tenant_id, key_id=key_id, model_name=model)
     )
     await session.commit()
 
@@ -75,11 +78,7 @@ async def test_key_grants_narrow_the_tenant(
     session: AsyncSession, client: httpx.AsyncClient
 ) -> None:
     tenant = await make_tenant(session)
-    await session.execute(
-        sa.text("UPDATE tenant_limits SET allow_all_models = true WHERE tenant_id = :t"),
-        {"t": tenant.id},
-    )
-    await session.commit()
+    await allow_all_models(session, tenant.id)
     narrow = await make_key(session, tenant.name)
     await grant(session, tenant.id, GRANTED, narrow.key_id)
     wide = await make_key(session, tenant.name)

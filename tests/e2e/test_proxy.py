@@ -1,5 +1,6 @@
 """Proxying (SPEC §4.7): header hygiene, body limits, streaming relays, token accounting,
-output caps, cancellation and upstream errors, against a running gateway and the double."""
+output caps, cancellation and upstream errors, against a running gateway and the double.
+What is metered and audited runs on both backends (`BOTH_BACKENDS`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.doubles.ollama import OllamaDouble, count_prompt_tokens
-from tests.e2e.conftest import Caller, audit_rows
+from tests.e2e.conftest import BOTH_BACKENDS, Caller, audit_rows
 from tests.support.processes import GatewayProcess
 from tests.support.rawhttp import raw_request
 from tests.support.stack import start_gateway
@@ -139,6 +140,7 @@ async def test_content_type_is_not_required(caller: Caller) -> None:
 # -- native streaming ------------------------------------------------------------------
 
 
+@BOTH_BACKENDS
 async def test_native_stream_is_relayed_line_by_line_and_metered(
     caller: Caller, double: OllamaDouble, engine: AsyncEngine
 ) -> None:
@@ -163,6 +165,7 @@ async def test_native_stream_is_relayed_line_by_line_and_metered(
 # -- OpenAI streaming ----------------------------------------------------------------------
 
 
+@BOTH_BACKENDS
 async def test_sse_usage_is_requested_upstream_and_dropped_when_not_asked(
     caller: Caller, double: OllamaDouble, engine: AsyncEngine
 ) -> None:
@@ -219,6 +222,7 @@ async def test_max_completion_tokens_becomes_max_tokens(
 # -- cancellation ------------------------------------------------------------------------
 
 
+@BOTH_BACKENDS
 async def test_client_disconnect_cancels_upstream_at_once(
     caller: Caller, double: OllamaDouble, engine: AsyncEngine
 ) -> None:
@@ -251,6 +255,7 @@ async def test_upstream_4xx_is_passed_sanitised(caller: Caller, double: OllamaDo
     assert "10.9.8.7" not in message
 
 
+@BOTH_BACKENDS
 @pytest.mark.parametrize("status", [500, 503])
 async def test_upstream_5xx_becomes_generic_502(
     caller: Caller, double: OllamaDouble, engine: AsyncEngine, status: int
@@ -268,6 +273,7 @@ async def test_upstream_5xx_becomes_generic_502(
     assert row.outcome == "upstream_error"
 
 
+@BOTH_BACKENDS
 async def test_mid_stream_error_is_relayed_sanitised_and_audited(
     caller: Caller, double: OllamaDouble, engine: AsyncEngine
 ) -> None:

@@ -1,27 +1,45 @@
-"""Fixtures for the limiter tests: real Redis (keys under random tenant ids, removed
-afterwards), real Postgres as the usage source, and a fixed clock."""
+"""Fixtures for the limiter tests: both limiters, their counters, a fixed clock.
+
+Every behaviour test runs twice, on `RedisLimiter` (real Redis, keys under random tenant
+ids, removed afterwards) and on `MemoryLimiter` (standalone mode), with the same
+assertions: the two cannot drift apart. Counters are read through `Counters`, which
+names them by the same keys in both stores. Usage comes from real Postgres.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Protocol, TypedDict
 
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from neuronetz_gateway.auth.principal import UNLIMITED, LimitValues
-from neuronetz_gateway.limits import AdmissionRequest, PostgresUsageSource, RedisLimiter
+from neuronetz_gateway.limits import (
+    AdmissionRequest,
+    MemoryLimiter,
+    PostgresUsageSource,
+    RedisLimiter,
+)
 from neuronetz_gateway.limits.keys import KEY_NAMESPACE
+from neuronetz_gateway.limits.memory_store import MemoryStore
+from neuronetz_gateway.limits.script_limiter import ScriptLimiter
 from tests.support.databases import REDIS_URL
 
 # Thursday 2026-11-26 12:00:00 UTC: whole seconds, mid-day, mid-month.
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC).timestamp()
 LEASE_SECONDS = 5
 DEFAULT_MAX_OUTPUT = 100
+BACKENDS = ("redis", "memory")
+# Tests that flush the store use this Redis database and no other test does.
+FLUSHABLE_REDIS_URL = REDIS_URL.rsplit("/", 1)[0] + "/13"
 
-MakeLimiter = Callable[..., RedisLimiter]
+MakeRedisLimiter = Callable[..., RedisLimiter]
 
 
 def admission(
@@ -51,10 +69,139 @@ def admission(
     )
 
 
+class LimiterOptions(TypedDict):
+    lease_seconds: int
+    default_max_output_tokens: int
+
+
+def limiter_options(
+    lease_seconds: int = LEASE_SECONDS, default_max_output_tokens: int = DEFAULT_MAX_OUTPUT
+) -> LimiterOptions:
+    return {"lease_seconds": lease_seconds, "default_max_output_tokens": default_max_output_tokens}
+
+
+class Counters(Protocol):
+    """The limiter's structures, read by key name (the same names in both stores)."""
+
+    async def zcard(self, key: str) -> int: ...
+    async def zrange(self, key: str) -> list[str]: ...
+    async def hget(self, key: str, name: str) -> str | None: ...
+    async def pttl(self, key: str) -> int: ...
+    async def exists(self, key: str) -> bool: ...
+    async def flush(self) -> None:
+        """Lose every counter: a Redis flush, or a restart of a standalone gateway."""
+        ...
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisCounters:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def zcard(self, key: str) -> int:
+        return int(await self.redis.zcard(key))
+
+    async def zrange(self, key: str) -> list[str]:
+        return [_text(member) for member in await self.redis.zrange(key, 0, -1)]
+
+    async def hget(self, key: str, name: str) -> str | None:
+        value = await self.redis.hget(key, name)
+        return None if value is None else _text(value)
+
+    async def pttl(self, key: str) -> int:
+        return int(await self.redis.pttl(key))
+
+    async def exists(self, key: str) -> bool:
+        return bool(await self.redis.exists(key))
+
+    async def flush(self) -> None:
+        await self.redis.flushdb()
+
+
+class MemoryCounters:
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    async def zcard(self, key: str) -> int:
+        return self.store.zcard(key)
+
+    async def zrange(self, key: str) -> list[str]:
+        return self.store.zrange(key)
+
+    async def hget(self, key: str, name: str) -> str | None:
+        return self.store.hget(key, name)
+
+    async def pttl(self, key: str) -> int:
+        return self.store.pttl(key)
+
+    async def exists(self, key: str) -> bool:
+        return self.store.exists(key)
+
+    async def flush(self) -> None:
+        self.store.flush()
+
+
+async def used_and_reserved(counters: Counters, key: str) -> tuple[int, int]:
+    used, reserved = await counters.hget(key, "used"), await counters.hget(key, "resv")
+    return int(used or 0), int(reserved or 0)
+
+
+@dataclass
+class Backend:
+    """One store and limiters on it; each `limiter()` is like another replica."""
+
+    name: str
+    counters: Counters
+    _make: Callable[[LimiterOptions], ScriptLimiter]
+    _clients: list[Redis] = field(default_factory=list)
+
+    def limiter(self, **overrides: int) -> ScriptLimiter:
+        return self._make(limiter_options(**overrides))
+
+
+@asynccontextmanager
+async def open_backend(name: str, engine: AsyncEngine, redis_url: str) -> AsyncIterator[Backend]:
+    usage = PostgresUsageSource(engine)
+    if name == "memory":
+        store = MemoryStore()
+        yield Backend(
+            name,
+            MemoryCounters(store),
+            lambda options: MemoryLimiter(usage, store=store, **options),
+        )
+        return
+    clients: list[Redis] = []
+
+    def make(options: LimiterOptions) -> ScriptLimiter:
+        clients.append(Redis.from_url(redis_url))
+        return RedisLimiter(clients[-1], usage, **options)
+
+    inspector = Redis.from_url(redis_url)
+    try:
+        yield Backend(name, RedisCounters(inspector), make, clients)
+    finally:
+        for client in [*clients, inspector]:
+            await client.aclose()
+
+
 async def delete_tenant_keys(redis: Redis, tenant_id: uuid.UUID) -> None:
     keys = [key async for key in redis.scan_iter(f"{KEY_NAMESPACE}:{{{tenant_id}}}:*")]
     if keys:
         await redis.delete(*keys)
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest, engine: AsyncEngine) -> AsyncIterator[Backend]:
+    async with open_backend(request.param, engine, REDIS_URL) as opened:
+        yield opened
+
+
+@pytest.fixture
+def counters(backend: Backend) -> Counters:
+    return backend.counters
 
 
 @pytest.fixture
@@ -73,24 +220,22 @@ async def tenant_id(redis: Redis) -> AsyncIterator[uuid.UUID]:
 
 
 @pytest.fixture
-def make_limiter(engine: AsyncEngine) -> MakeLimiter:
-    def make(redis: Redis, **overrides: int) -> RedisLimiter:
-        options = {"lease_seconds": LEASE_SECONDS, "default_max_output_tokens": DEFAULT_MAX_OUTPUT}
-        options.update(overrides)
-        return RedisLimiter(redis, PostgresUsageSource(engine), **options)
+def limiter(backend: Backend) -> ScriptLimiter:
+    return backend.limiter()
+
+
+@pytest.fixture
+def replicas(backend: Backend) -> list[ScriptLimiter]:
+    """Three limiters on one store, like three gateway replicas on one Redis (or three
+    tasks of one standalone gateway)."""
+    return [backend.limiter() for _ in range(3)]
+
+
+@pytest.fixture
+def make_redis_limiter(engine: AsyncEngine) -> MakeRedisLimiter:
+    """Redis-only tests: a limiter on the given client."""
+
+    def make(redis: Redis, **overrides: Any) -> RedisLimiter:
+        return RedisLimiter(redis, PostgresUsageSource(engine), **limiter_options(**overrides))
 
     return make
-
-
-@pytest.fixture
-def limiter(make_limiter: MakeLimiter, redis: Redis) -> RedisLimiter:
-    return make_limiter(redis)
-
-
-@pytest.fixture
-async def replicas(make_limiter: MakeLimiter) -> AsyncIterator[list[RedisLimiter]]:
-    """Three limiters on three Redis clients, like three gateway replicas."""
-    clients = [Redis.from_url(REDIS_URL) for _ in range(3)]
-    yield [make_limiter(client) for client in clients]
-    for client in clients:
-        await client.aclose()

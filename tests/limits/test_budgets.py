@@ -8,11 +8,10 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from redis.asyncio import Redis
 
 from neuronetz_gateway.auth.principal import LimitValues
-from neuronetz_gateway.limits import RedisLimiter, Refused, estimate_prompt_tokens
-from tests.limits.conftest import DEFAULT_MAX_OUTPUT, NOW, admission
+from neuronetz_gateway.limits import Limiter, Refused, estimate_prompt_tokens
+from tests.limits.conftest import DEFAULT_MAX_OUTPUT, NOW, Counters, admission, used_and_reserved
 
 
 def counter(tenant_id: uuid.UUID, key_id: uuid.UUID | None, suffix: str) -> str:
@@ -20,17 +19,12 @@ def counter(tenant_id: uuid.UUID, key_id: uuid.UUID | None, suffix: str) -> str:
     return f"nz:lim:{{{tenant_id}}}:{subject}:bud:{suffix}"
 
 
-async def used_and_reserved(redis: Redis, key: str) -> tuple[int, int]:
-    used, reserved = await redis.hmget(key, ["used", "resv"])
-    return int(used or 0), int(reserved or 0)
-
-
 def test_prompt_estimate_is_bytes_over_three_rounded_up() -> None:
     assert [estimate_prompt_tokens(n) for n in (0, 1, 3, 4, 3000)] == [0, 1, 1, 2, 1000]
 
 
 async def test_output_cap_follows_client_cap_default_and_headroom(
-    limiter: RedisLimiter, tenant_id: uuid.UUID, redis: Redis
+    limiter: Limiter, tenant_id: uuid.UUID, counters: Counters
 ) -> None:
     key_id = uuid.uuid4()
     budget = LimitValues(daily_tokens=1000)
@@ -46,11 +40,11 @@ async def test_output_cap_follows_client_cap_default_and_headroom(
     # Headroom 110 minus the prompt estimate 10: 100 ... and 60 with a 50-token prompt.
     near_the_end = await limiter.admit(admission(tenant_id, key_id, tenant=budget, prompt=50))
     assert near_the_end.output_cap == 60
-    assert await used_and_reserved(redis, counter(tenant_id, None, "d:20261126")) == (890, 110)
+    assert await used_and_reserved(counters, counter(tenant_id, None, "d:20261126")) == (890, 110)
 
 
 async def test_in_flight_reservations_block_without_exhausting(
-    limiter: RedisLimiter, tenant_id: uuid.UUID
+    limiter: Limiter, tenant_id: uuid.UUID
 ) -> None:
     key_id = uuid.uuid4()
     budget = LimitValues(daily_tokens=200)
@@ -71,7 +65,7 @@ async def test_in_flight_reservations_block_without_exhausting(
 
 
 async def test_exhausted_daily_budget_names_itself_and_when_it_resets(
-    limiter: RedisLimiter, tenant_id: uuid.UUID
+    limiter: Limiter, tenant_id: uuid.UUID
 ) -> None:
     key_id = uuid.uuid4()
     budget = LimitValues(daily_tokens=100)
@@ -95,9 +89,7 @@ async def test_exhausted_daily_budget_names_itself_and_when_it_resets(
     assert tomorrow.output_cap == 90
 
 
-async def test_monthly_and_total_budget_refusals(
-    limiter: RedisLimiter, tenant_id: uuid.UUID
-) -> None:
+async def test_monthly_and_total_budget_refusals(limiter: Limiter, tenant_id: uuid.UUID) -> None:
     monthly = LimitValues(monthly_tokens=20)
     with pytest.raises(Refused) as by_month:
         await limiter.admit(admission(tenant_id, uuid.uuid4(), tenant=monthly, prompt=20))
@@ -119,9 +111,7 @@ async def test_monthly_and_total_budget_refusals(
     assert error.retry_after == 86400
 
 
-async def test_tenant_budget_is_shared_by_its_keys(
-    limiter: RedisLimiter, tenant_id: uuid.UUID
-) -> None:
+async def test_tenant_budget_is_shared_by_its_keys(limiter: Limiter, tenant_id: uuid.UUID) -> None:
     tenant = LimitValues(daily_tokens=300)
     generous = LimitValues(daily_tokens=1_000_000)
     first, second = uuid.uuid4(), uuid.uuid4()
@@ -135,7 +125,7 @@ async def test_tenant_budget_is_shared_by_its_keys(
 
 
 async def test_embeddings_reserve_only_the_prompt_estimate(
-    limiter: RedisLimiter, tenant_id: uuid.UUID, redis: Redis
+    limiter: Limiter, tenant_id: uuid.UUID, counters: Counters
 ) -> None:
     budget = LimitValues(total_tokens=100)
     key_id = uuid.uuid4()
@@ -143,13 +133,13 @@ async def test_embeddings_reserve_only_the_prompt_estimate(
         admission(tenant_id, key_id, tenant=budget, prompt=100, output=False)
     )
     assert embedded.output_cap is None
-    assert await used_and_reserved(redis, counter(tenant_id, None, "total")) == (0, 100)
+    assert await used_and_reserved(counters, counter(tenant_id, None, "total")) == (0, 100)
     await limiter.settle(embedded.ticket, 97, 0)
-    assert await used_and_reserved(redis, counter(tenant_id, None, "total")) == (97, 0)
+    assert await used_and_reserved(counters, counter(tenant_id, None, "total")) == (97, 0)
 
 
 async def test_concurrent_requests_never_overshoot_beyond_the_estimate_error(
-    replicas: list[RedisLimiter], tenant_id: uuid.UUID, redis: Redis
+    replicas: list[Limiter], tenant_id: uuid.UUID, counters: Counters
 ) -> None:
     """docs/LIMITS.md, budget bound: recorded usage <= budget + sum over admitted requests
     of (real prompt tokens - prompt estimate)+, when upstream honours the output cap."""
@@ -186,14 +176,14 @@ async def test_concurrent_requests_never_overshoot_beyond_the_estimate_error(
 
     assert admitted > 10
     assert refusals == {"budget"}
-    used, reserved = await used_and_reserved(redis, counter(tenant_id, None, "d:20261126"))
+    used, reserved = await used_and_reserved(counters, counter(tenant_id, None, "d:20261126"))
     assert (used, reserved) == (settled_total, 0)
     assert used <= 1000 + estimate_error
     assert used >= 1000 - 40  # the budget was actually spent, not refused early
 
 
 async def test_worst_case_spending_stays_within_the_budget(
-    limiter: RedisLimiter, tenant_id: uuid.UUID, redis: Redis
+    limiter: Limiter, tenant_id: uuid.UUID, counters: Counters
 ) -> None:
     """Exact estimates and every request using its whole output cap: never above."""
     budget = LimitValues(daily_tokens=1000)
@@ -205,39 +195,39 @@ async def test_worst_case_spending_stays_within_the_budget(
         except Refused:
             break
     await asyncio.gather(*(limiter.settle(g.ticket, 10, g.output_cap or 0) for g in granted))
-    used, reserved = await used_and_reserved(redis, counter(tenant_id, None, "d:20261126"))
+    used, reserved = await used_and_reserved(counters, counter(tenant_id, None, "d:20261126"))
     # Refused only once less than prompt estimate + 1 output token was left.
     assert reserved == 0
     assert 1000 - 11 < used <= 1000
 
 
 async def test_an_abandoned_reservation_is_reclaimed_with_its_lease(
-    limiter: RedisLimiter, tenant_id: uuid.UUID, redis: Redis
+    limiter: Limiter, tenant_id: uuid.UUID, counters: Counters
 ) -> None:
     """A replica that crashes mid-request leaks neither tokens nor the lease."""
     budget = LimitValues(total_tokens=1000)
     key_id = uuid.uuid4()
     await limiter.admit(admission(tenant_id, key_id, tenant=budget))  # never settled
-    assert await used_and_reserved(redis, counter(tenant_id, None, "total")) == (0, 110)
+    assert await used_and_reserved(counters, counter(tenant_id, None, "total")) == (0, 110)
 
     later = await limiter.admit(admission(tenant_id, key_id, tenant=budget, at=NOW + 10))
-    assert await used_and_reserved(redis, counter(tenant_id, None, "total")) == (0, 110)
+    assert await used_and_reserved(counters, counter(tenant_id, None, "total")) == (0, 110)
     await limiter.settle(later.ticket, 10, 20, now=NOW + 11)
-    assert await used_and_reserved(redis, counter(tenant_id, None, "total")) == (30, 0)
+    assert await used_and_reserved(counters, counter(tenant_id, None, "total")) == (30, 0)
 
 
 async def test_settling_twice_counts_once(
-    limiter: RedisLimiter, tenant_id: uuid.UUID, redis: Redis
+    limiter: Limiter, tenant_id: uuid.UUID, counters: Counters
 ) -> None:
     budget = LimitValues(daily_tokens=1000)
     granted = await limiter.admit(admission(tenant_id, uuid.uuid4(), tenant=budget))
     await limiter.settle(granted.ticket, 10, 10)
     await limiter.settle(granted.ticket, 10, 10)
-    assert await used_and_reserved(redis, counter(tenant_id, None, "d:20261126")) == (20, 0)
+    assert await used_and_reserved(counters, counter(tenant_id, None, "d:20261126")) == (20, 0)
 
 
 async def test_a_resent_admission_reserves_only_once(
-    limiter: RedisLimiter, tenant_id: uuid.UUID, redis: Redis, monkeypatch: pytest.MonkeyPatch
+    limiter: Limiter, tenant_id: uuid.UUID, counters: Counters, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """redis-py re-sends a command after a timeout; the script may then run twice for
     one admission id. The second run must not reserve again."""
@@ -249,6 +239,6 @@ async def test_a_resent_admission_reserves_only_once(
     resent = await limiter.admit(admission(tenant_id, key_id, tenant=budget))
 
     assert first.ticket.admission_id == resent.ticket.admission_id
-    assert await used_and_reserved(redis, counter(tenant_id, None, "total")) == (0, 110)
+    assert await used_and_reserved(counters, counter(tenant_id, None, "total")) == (0, 110)
     await limiter.settle(resent.ticket, 10, 10)
-    assert await used_and_reserved(redis, counter(tenant_id, None, "total")) == (20, 0)
+    assert await used_and_reserved(counters, counter(tenant_id, None, "total")) == (20, 0)

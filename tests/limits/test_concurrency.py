@@ -6,16 +6,15 @@ import asyncio
 import uuid
 
 import pytest
-from redis.asyncio import Redis
 
 from neuronetz_gateway.auth.principal import LimitValues
-from neuronetz_gateway.limits import Admission, RedisLimiter, Refused
-from tests.limits.conftest import LEASE_SECONDS, NOW, admission
+from neuronetz_gateway.limits import Admission, Limiter, Refused
+from tests.limits.conftest import LEASE_SECONDS, NOW, Counters, admission
 
 LIMITS = LimitValues(max_concurrent=2)
 
 
-async def test_settle_frees_the_slot(limiter: RedisLimiter, tenant_id: uuid.UUID) -> None:
+async def test_settle_frees_the_slot(limiter: Limiter, tenant_id: uuid.UUID) -> None:
     key_id = uuid.uuid4()
     first = await limiter.admit(admission(tenant_id, key_id, tenant=LIMITS))
     await limiter.admit(admission(tenant_id, key_id, tenant=LIMITS))
@@ -32,7 +31,7 @@ async def test_settle_frees_the_slot(limiter: RedisLimiter, tenant_id: uuid.UUID
 
 
 async def test_concurrent_admissions_never_exceed_the_limit(
-    replicas: list[RedisLimiter], tenant_id: uuid.UUID, redis: Redis
+    replicas: list[Limiter], tenant_id: uuid.UUID, counters: Counters
 ) -> None:
     key_id = uuid.uuid4()
 
@@ -45,11 +44,11 @@ async def test_concurrent_admissions_never_exceed_the_limit(
 
     results = await asyncio.gather(*(attempt(i) for i in range(30)))
     assert sum(results) == 2
-    assert await redis.zcard(f"nz:lim:{{{tenant_id}}}:t:live") == 2
+    assert await counters.zcard(f"nz:lim:{{{tenant_id}}}:t:live") == 2
 
 
 async def test_an_unrefreshed_lease_expires_and_its_slot_comes_back(
-    limiter: RedisLimiter, tenant_id: uuid.UUID
+    limiter: Limiter, tenant_id: uuid.UUID
 ) -> None:
     """A replica that crashed mid-request never settles: its lease must not leak."""
     key_id = uuid.uuid4()
@@ -64,7 +63,7 @@ async def test_an_unrefreshed_lease_expires_and_its_slot_comes_back(
         await limiter.admit(admission(tenant_id, key_id, tenant=LIMITS, at=NOW + LEASE_SECONDS))
 
 
-async def test_refresh_keeps_a_stream_alive(limiter: RedisLimiter, tenant_id: uuid.UUID) -> None:
+async def test_refresh_keeps_a_stream_alive(limiter: Limiter, tenant_id: uuid.UUID) -> None:
     key_id = uuid.uuid4()
     stream = await limiter.admit(admission(tenant_id, key_id, tenant=LIMITS))
     await limiter.admit(admission(tenant_id, key_id, tenant=LIMITS))
@@ -84,7 +83,7 @@ async def test_refresh_keeps_a_stream_alive(limiter: RedisLimiter, tenant_id: uu
 
 
 async def test_refresh_does_not_revive_a_reclaimed_lease(
-    limiter: RedisLimiter, tenant_id: uuid.UUID, redis: Redis
+    limiter: Limiter, tenant_id: uuid.UUID, counters: Counters
 ) -> None:
     key_id = uuid.uuid4()
     late = await limiter.admit(admission(tenant_id, key_id, tenant=LIMITS))
@@ -95,5 +94,5 @@ async def test_refresh_does_not_revive_a_reclaimed_lease(
 
     await limiter.refresh(late.ticket, now=NOW + 7)
 
-    live = await redis.zrange(f"nz:lim:{{{tenant_id}}}:t:live", 0, -1)
-    assert sorted(live) == sorted(a.ticket.admission_id.encode() for a in others)
+    live = await counters.zrange(f"nz:lim:{{{tenant_id}}}:t:live")
+    assert sorted(live) == sorted(a.ticket.admission_id for a in others)

@@ -1,4 +1,8 @@
-"""Fail closed (SPEC §4.6): no Redis, or no usage to rebuild from, is never "admitted"."""
+"""Fail closed (SPEC §4.6): no Redis, or no usage to rebuild from, is never "admitted".
+
+Most of this is about reaching Redis; what both limiters share (an unreadable usage
+source, the no-limits fast path) runs on both.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +20,19 @@ from redis.backoff import NoBackoff
 from neuronetz_gateway.auth.principal import LimitValues
 from neuronetz_gateway.db.engine import create_engine
 from neuronetz_gateway.limits import (
+    Limiter,
     LimiterUnavailable,
+    MemoryLimiter,
     PostgresUsageSource,
     RedisLimiter,
     Ticket,
 )
-from tests.limits.conftest import DEFAULT_MAX_OUTPUT, LEASE_SECONDS, MakeLimiter, admission
+from tests.limits.conftest import (
+    BACKENDS,
+    MakeRedisLimiter,
+    admission,
+    limiter_options,
+)
 
 LIMITED = LimitValues(rpm=100, max_concurrent=10)
 
@@ -67,9 +78,9 @@ async def silent_redis() -> AsyncIterator[Redis]:
 
 
 async def test_unreachable_redis_refuses_quickly(
-    make_limiter: MakeLimiter, dead_redis: Redis
+    make_redis_limiter: MakeRedisLimiter, dead_redis: Redis
 ) -> None:
-    limiter = make_limiter(dead_redis)
+    limiter = make_redis_limiter(dead_redis)
     started = time.monotonic()
     with pytest.raises(LimiterUnavailable):
         await limiter.admit(admission(uuid.uuid4(), uuid.uuid4(), tenant=LIMITED))
@@ -77,9 +88,9 @@ async def test_unreachable_redis_refuses_quickly(
 
 
 async def test_a_redis_that_does_not_answer_times_out_into_unavailable(
-    make_limiter: MakeLimiter, silent_redis: Redis
+    make_redis_limiter: MakeRedisLimiter, silent_redis: Redis
 ) -> None:
-    limiter = make_limiter(silent_redis)
+    limiter = make_redis_limiter(silent_redis)
     started = time.monotonic()
     with pytest.raises(LimiterUnavailable):
         await limiter.admit(admission(uuid.uuid4(), uuid.uuid4(), tenant=LIMITED))
@@ -87,10 +98,11 @@ async def test_a_redis_that_does_not_answer_times_out_into_unavailable(
 
 
 async def test_settle_and_refresh_report_an_unreachable_redis(
-    limiter: RedisLimiter, make_limiter: MakeLimiter, dead_redis: Redis, tenant_id: uuid.UUID
+    redis: Redis, make_redis_limiter: MakeRedisLimiter, dead_redis: Redis, tenant_id: uuid.UUID
 ) -> None:
+    limiter = make_redis_limiter(redis)
     granted = await limiter.admit(admission(tenant_id, uuid.uuid4(), tenant=LIMITED))
-    cut_off = make_limiter(dead_redis)
+    cut_off = make_redis_limiter(dead_redis)
 
     with pytest.raises(LimiterUnavailable):
         await cut_off.refresh(granted.ticket)
@@ -101,15 +113,15 @@ async def test_settle_and_refresh_report_an_unreachable_redis(
     assert granted.ticket.settled
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 async def test_unreadable_usage_refuses_instead_of_admitting_unmetered(
-    redis: Redis, tenant_id: uuid.UUID
+    redis: Redis, tenant_id: uuid.UUID, backend: str
 ) -> None:
     dead_database = create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{unused_port()}/x")
-    limiter = RedisLimiter(
-        redis,
-        PostgresUsageSource(dead_database),
-        lease_seconds=LEASE_SECONDS,
-        default_max_output_tokens=DEFAULT_MAX_OUTPUT,
+    usage = PostgresUsageSource(dead_database)
+    memory = MemoryLimiter(usage, **limiter_options())
+    limiter: Limiter = (
+        memory if backend == "memory" else RedisLimiter(redis, usage, **limiter_options())
     )
     try:
         with pytest.raises(LimiterUnavailable):
@@ -119,13 +131,14 @@ async def test_unreadable_usage_refuses_instead_of_admitting_unmetered(
     finally:
         await dead_database.dispose()
     assert [key async for key in redis.scan_iter(f"nz:lim:{{{tenant_id}}}:*")] == []
+    assert list(memory.store.keys()) == []
 
 
 async def test_unlimited_requests_need_no_redis_at_all(
-    make_limiter: MakeLimiter, dead_redis: Redis
+    make_redis_limiter: MakeRedisLimiter, dead_redis: Redis
 ) -> None:
     """The fast path: nothing limited, no round trip (a dead Redis proves it)."""
-    limiter = make_limiter(dead_redis)
+    limiter = make_redis_limiter(dead_redis)
     granted = await limiter.admit(admission(uuid.uuid4(), uuid.uuid4(), cap=7))
 
     assert granted.output_cap is None

@@ -1,6 +1,7 @@
 """Budget counters are a cache of usage_daily (SPEC §4.6): rebuilt when missing.
 
-These tests flush Redis, so they use the dedicated db 13 and nothing else does.
+Counters go missing when Redis is flushed or a standalone gateway restarts. These tests
+flush, so on Redis they use the dedicated db 13 and nothing else does.
 """
 
 from __future__ import annotations
@@ -12,31 +13,45 @@ from datetime import date
 import pytest
 import sqlalchemy as sa
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from neuronetz_gateway.auth.principal import LimitValues
 from neuronetz_gateway.db.tables import UsageDaily
-from neuronetz_gateway.limits import RedisLimiter, Refused
-from tests.limits.conftest import NOW, MakeLimiter, admission
-from tests.support.databases import REDIS_URL
+from neuronetz_gateway.limits import Limiter, RedisLimiter, Refused
+from tests.limits.conftest import (
+    BACKENDS,
+    FLUSHABLE_REDIS_URL,
+    NOW,
+    Backend,
+    Counters,
+    MakeRedisLimiter,
+    admission,
+    open_backend,
+    used_and_reserved,
+)
 from tests.support.factories import KeyFixture, make_key, make_tenant
 
-FLUSHABLE_REDIS_URL = REDIS_URL.rsplit("/", 1)[0] + "/13"
 TODAY, YESTERDAY = date(2026, 11, 26), date(2026, 11, 25)
 
 
-@pytest.fixture
-async def flushable() -> AsyncIterator[Redis]:
-    client = Redis.from_url(FLUSHABLE_REDIS_URL)
-    await client.flushdb()
-    yield client
-    await client.flushdb()
-    await client.aclose()
+@pytest.fixture(params=BACKENDS)
+async def flushable_backend(
+    request: pytest.FixtureRequest, engine: AsyncEngine
+) -> AsyncIterator[Backend]:
+    async with open_backend(request.param, engine, FLUSHABLE_REDIS_URL) as opened:
+        await opened.counters.flush()
+        yield opened
+        await opened.counters.flush()
 
 
 @pytest.fixture
-def limiter13(make_limiter: MakeLimiter, flushable: Redis) -> RedisLimiter:
-    return make_limiter(flushable)
+def flushable(flushable_backend: Backend) -> Counters:
+    return flushable_backend.counters
+
+
+@pytest.fixture
+def limiter13(flushable_backend: Backend) -> Limiter:
+    return flushable_backend.limiter()
 
 
 async def record_usage(
@@ -63,11 +78,6 @@ async def record_usage(
     await session.commit()
 
 
-async def counter(redis: Redis, key: str) -> tuple[int, int]:
-    used, reserved = await redis.hmget(key, ["used", "resv"])
-    return int(used or 0), int(reserved or 0)
-
-
 async def usage_in_postgres(session: AsyncSession, key: KeyFixture, since: date) -> int:
     total = await session.scalar(
         sa.select(sa.func.sum(UsageDaily.prompt_tokens + UsageDaily.completion_tokens)).where(
@@ -78,7 +88,7 @@ async def usage_in_postgres(session: AsyncSession, key: KeyFixture, since: date)
 
 
 async def test_missing_counters_are_rebuilt_from_usage_daily(
-    limiter13: RedisLimiter, flushable: Redis, session: AsyncSession
+    limiter13: Limiter, flushable: Counters, session: AsyncSession
 ) -> None:
     tenant = await make_tenant(session)
     key = await make_key(session, tenant.name)
@@ -94,11 +104,11 @@ async def test_missing_counters_are_rebuilt_from_usage_daily(
     )
 
     base = f"nz:lim:{{{key.tenant_id}}}"
-    assert await counter(flushable, f"{base}:k:{key.key_id}:bud:d:20261126") == (300, 110)
-    assert await counter(flushable, f"{base}:t:bud:m:202611") == (600, 110)
-    assert await counter(flushable, f"{base}:t:bud:total") == (600, 110)
+    assert await used_and_reserved(flushable, f"{base}:k:{key.key_id}:bud:d:20261126") == (300, 110)
+    assert await used_and_reserved(flushable, f"{base}:t:bud:m:202611") == (600, 110)
+    assert await used_and_reserved(flushable, f"{base}:t:bud:total") == (600, 110)
     # The key inherits the tenant's monthly and total budgets: its own counters.
-    assert await counter(flushable, f"{base}:k:{key.key_id}:bud:total") == (500, 110)
+    assert await used_and_reserved(flushable, f"{base}:k:{key.key_id}:bud:total") == (500, 110)
     # TTLs follow the periods: midnight (12 h away) and month end (4.5 days) + 1 h slack.
     day_ttl = await flushable.pttl(f"{base}:k:{key.key_id}:bud:d:20261126")
     month_ttl = await flushable.pttl(f"{base}:t:bud:m:202611")
@@ -109,7 +119,7 @@ async def test_missing_counters_are_rebuilt_from_usage_daily(
 
 
 async def test_budget_holds_across_a_redis_flush(
-    limiter13: RedisLimiter, flushable: Redis, session: AsyncSession
+    limiter13: Limiter, flushable: Counters, session: AsyncSession
 ) -> None:
     tenant = await make_tenant(session)
     key = await make_key(session, tenant.name)
@@ -131,7 +141,7 @@ async def test_budget_holds_across_a_redis_flush(
         return None
 
     await spend(until_refused=False, rounds=3)  # 200 + 3 x 120 = 560
-    await flushable.flushdb()
+    await flushable.flush()
     refused = await spend(until_refused=True)
 
     assert refused is not None
@@ -139,13 +149,13 @@ async def test_budget_holds_across_a_redis_flush(
     spent = await usage_in_postgres(session, key, TODAY)
     assert 1000 - 21 < spent <= 1000
 
-    await flushable.flushdb()  # and once more: the rebuilt counter still refuses
+    await flushable.flush()  # and once more: the rebuilt counter still refuses
     with pytest.raises(Refused):
         await limiter13.admit(admission(key.tenant_id, key.key_id, key=budget, prompt=20))
 
 
 async def test_settling_against_a_rebuilt_counter_adds_only_the_real_tokens(
-    limiter13: RedisLimiter, flushable: Redis, session: AsyncSession
+    limiter13: Limiter, flushable: Counters, session: AsyncSession
 ) -> None:
     """The rebuilt counter never held the old reservation: nothing is given back."""
     tenant = await make_tenant(session)
@@ -155,19 +165,19 @@ async def test_settling_against_a_rebuilt_counter_adds_only_the_real_tokens(
     total = f"nz:lim:{{{key.tenant_id}}}:k:{key.key_id}:bud:total"
 
     before_flush = await limiter13.admit(admission(key.tenant_id, key.key_id, key=budget))
-    assert await counter(flushable, total) == (100, 110)
-    await flushable.flushdb()
+    assert await used_and_reserved(flushable, total) == (100, 110)
+    await flushable.flush()
     after_flush = await limiter13.admit(admission(key.tenant_id, key.key_id, key=budget))
-    assert await counter(flushable, total) == (100, 110)
+    assert await used_and_reserved(flushable, total) == (100, 110)
 
     await limiter13.settle(before_flush.ticket, 10, 50)
-    assert await counter(flushable, total) == (160, 110)
+    assert await used_and_reserved(flushable, total) == (160, 110)
     await limiter13.settle(after_flush.ticket, 10, 20)
-    assert await counter(flushable, total) == (190, 0)
+    assert await used_and_reserved(flushable, total) == (190, 0)
 
 
 async def test_settling_without_a_counter_leaves_the_rebuild_to_postgres(
-    limiter13: RedisLimiter, flushable: Redis, session: AsyncSession
+    limiter13: Limiter, flushable: Counters, session: AsyncSession
 ) -> None:
     tenant = await make_tenant(session)
     key = await make_key(session, tenant.name)
@@ -175,26 +185,35 @@ async def test_settling_without_a_counter_leaves_the_rebuild_to_postgres(
     daily = f"nz:lim:{{{key.tenant_id}}}:k:{key.key_id}:bud:d:20261126"
 
     granted = await limiter13.admit(admission(key.tenant_id, key.key_id, key=budget))
-    await flushable.flushdb()
+    await flushable.flush()
     await limiter13.settle(granted.ticket, 10, 30, now=NOW + 1)
-    assert await flushable.exists(daily) == 0
+    assert not await flushable.exists(daily)
 
     await record_usage(session, key, TODAY, 10, 30)  # the audit writer's part
     await limiter13.admit(admission(key.tenant_id, key.key_id, key=budget, at=NOW + 2))
-    assert await counter(flushable, daily) == (40, 110)
+    assert await used_and_reserved(flushable, daily) == (40, 110)
+
+
+@pytest.fixture
+async def redis13() -> AsyncIterator[Redis]:
+    client = Redis.from_url(FLUSHABLE_REDIS_URL)
+    yield client
+    await client.flushdb()
+    await client.aclose()
 
 
 async def test_the_admission_after_a_flush_uses_a_reloaded_script(
-    limiter13: RedisLimiter, flushable: Redis
+    make_redis_limiter: MakeRedisLimiter, redis13: Redis
 ) -> None:
     """EVALSHA gets NOSCRIPT after SCRIPT FLUSH (or a restart); the script is reloaded."""
+    limiter: RedisLimiter = make_redis_limiter(redis13)
     tenant_id = uuid.uuid4()
     limits = LimitValues(rpm=10)
-    await limiter13.admit(admission(tenant_id, uuid.uuid4(), tenant=limits))
-    await flushable.script_flush()
+    await limiter.admit(admission(tenant_id, uuid.uuid4(), tenant=limits))
+    await redis13.script_flush()
 
-    admitted = await limiter13.admit(admission(tenant_id, uuid.uuid4(), tenant=limits))
-    await limiter13.settle(admitted.ticket, 1, 1)  # the settle script, too
+    admitted = await limiter.admit(admission(tenant_id, uuid.uuid4(), tenant=limits))
+    await limiter.settle(admitted.ticket, 1, 1)  # the settle script, too
 
     assert admitted.headers["x-ratelimit-remaining-requests"] == "8"
-    assert await flushable.zcard(f"nz:lim:{{{tenant_id}}}:t:rpm") == 2
+    assert await redis13.zcard(f"nz:lim:{{{tenant_id}}}:t:rpm") == 2

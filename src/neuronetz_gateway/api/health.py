@@ -38,7 +38,11 @@ class Readiness:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def checks(self) -> dict[str, Check]:
-        checks: dict[str, Check] = {"postgres": self._postgres, "redis": self._redis}
+        # Standalone mode (docs/STANDALONE.md): "database" is the SQLite file; no Redis.
+        database = "database" if self.resources.settings.uses_sqlite else "postgres"
+        checks: dict[str, Check] = {database: self._database}
+        if self.resources.redis is not None:
+            checks["redis"] = self._redis
         urls = self.resources.settings.upstream_urls
         for index, url in enumerate(urls):
             name = UPSTREAM_CHECK if len(urls) == 1 else f"{UPSTREAM_CHECK}_{index}"
@@ -72,12 +76,13 @@ class Readiness:
             return False
         return True
 
-    async def _postgres(self) -> None:
+    async def _database(self) -> None:
         async with self.resources.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
     async def _redis(self) -> None:
-        await self.resources.redis.ping()
+        if self.resources.redis is not None:
+            await self.resources.redis.ping()
 
     def _ollama(self, base_url: str) -> Check:
         async def check() -> None:
@@ -111,10 +116,12 @@ async def readyz(request: Request) -> Response:
     results = await readiness.results()
     failing = sorted(name for name, ok in results.items() if not ok)
     checks = {name: "ok" if ok else "failing" for name, ok in results.items()}
+    mode = {"mode": "standalone"} if readiness.resources.settings.standalone else {}
     if not readiness.ready(results):
         return json_response(
-            {"status": "unavailable", "failing": failing, "checks": checks}, status_code=503
+            {"status": "unavailable", **mode, "failing": failing, "checks": checks},
+            status_code=503,
         )
     if failing:
-        return json_response({"status": "degraded", "failing": failing, "checks": checks})
-    return json_response({"status": "ok", "checks": checks})
+        return json_response({"status": "degraded", **mode, "failing": failing, "checks": checks})
+    return json_response({"status": "ok", **mode, "checks": checks})

@@ -73,7 +73,9 @@ def is_content_error(error: BaseException) -> bool:
     """
     if isinstance(error, sa.exc.DBAPIError):
         state = sqlstate(error)
-        return state is not None and state[:2] in ("22", "23")
+        if state is None:  # SQLite has no SQLSTATEs, only the DB-API error classes
+            return isinstance(error, (sa.exc.IntegrityError, sa.exc.DataError))
+        return state[:2] in ("22", "23")
     return isinstance(error, (sa.exc.StatementError, TypeError, ValueError, UnicodeError))
 
 

@@ -119,14 +119,16 @@ class Authenticator:
             # Unknown here, but a key created a moment ago may not be indexed yet (its
             # notification races the client's first request): ask Postgres, with at
             # most UNKNOWN_PREFIX_LOOKUPS at once, so a flood of invented keys cannot
-            # turn into a flood of queries.
-            if self._unknown_lookups >= UNKNOWN_PREFIX_LOOKUPS:
+            # turn into a flood of queries. Joining a lookup of the same key already
+            # under way costs no query: a burst with a brand-new key is all served.
+            joining = digest in self._inflight
+            if not joining and self._unknown_lookups >= UNKNOWN_PREFIX_LOOKUPS:
                 raise unauthorized()
-            self._unknown_lookups += 1
+            self._unknown_lookups += 0 if joining else 1
             try:
                 resolved = await self._verify_once(key, prefix, digest)
             finally:
-                self._unknown_lookups -= 1
+                self._unknown_lookups -= 0 if joining else 1
             if resolved is None:
                 raise unauthorized()
             self.add_prefix(prefix)

@@ -10,7 +10,8 @@ their state, so a failure never empties the catalog.
 answered are replaced by what it reported; those of a failed server stay as they were.
 
 Replicas run this concurrently; a transaction-scoped advisory lock serializes them,
-so their counts stay accurate and concurrent upserts cannot deadlock.
+so their counts stay accurate and concurrent upserts cannot deadlock. On SQLite the
+write lock, taken first, does the same.
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ def _is_vanished(
 async def _lock(connection: AsyncConnection) -> None:
     if connection.dialect.name == "postgresql":
         await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(SYNC_LOCK_ID)))
+    elif connection.dialect.name == "sqlite":
+        # The write lock, before the first read (db/sqlite.py explains why it is needed).
+        await connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 async def _stored_holders(connection: AsyncConnection) -> dict[str, set[str]]:

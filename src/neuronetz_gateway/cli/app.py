@@ -52,7 +52,7 @@ def run[T](work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
 @asynccontextmanager
 async def database(config: Settings) -> AsyncIterator[AsyncSession]:
     """One session on a short-lived engine, disposed of when the command ends."""
-    engine = create_engine(config.database_url)
+    engine = create_engine(config.effective_database_url)
     try:
         async with session_factory(engine)() as session:
             yield session

@@ -34,9 +34,13 @@ def _fail(message: str, code: int = 1) -> int:
 
 def _database_message(error: BaseException) -> str:
     text = str(getattr(error, "orig", error))
-    if "does not exist" in text and ("relation" in text or "type" in text):
+    if ("does not exist" in text and ("relation" in text or "type" in text)) or (
+        "no such table" in text  # SQLite
+    ):
         return "database schema is missing; run `neuronetz-gateway migrate`"
-    return "database unreachable (check DATABASE_URL)"
+    if "database is locked" in text:
+        return "database is busy (another process holds its write lock); try again"
+    return "database unreachable (check DATABASE_URL, or DATA_DIR without it)"
 
 
 def run_cli(argv: list[str] | None = None) -> int:

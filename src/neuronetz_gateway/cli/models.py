@@ -71,7 +71,7 @@ def _logs_on_stderr() -> Iterator[None]:
 
 @asynccontextmanager
 async def _engine(config: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(config.database_url)
+    engine = create_engine(config.effective_database_url)
     try:
         yield engine
     finally:

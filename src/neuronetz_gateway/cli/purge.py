@@ -13,7 +13,7 @@ def purge_command(as_json: JsonFlag = False) -> None:
     """Delete expired prompt logs and audit rows older than AUDIT_RETENTION_DAYS."""
 
     async def work(config: Settings) -> tuple[RetentionResult, int]:
-        engine = create_engine(config.database_url)
+        engine = create_engine(config.effective_database_url)
         try:
             return await run_retention(engine, config), config.audit_retention_days
         finally:

@@ -7,7 +7,11 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from neuronetz_gateway.cli.app import JsonFlag, app, emit, settings
+from neuronetz_gateway.admin.demo import DEMO_TENANT, create_demo_key
+from neuronetz_gateway.admin.keys import CreatedKey
+from neuronetz_gateway.auth.keys import KeyHasher
+from neuronetz_gateway.cli.app import JsonFlag, app, database, emit, run, settings
+from neuronetz_gateway.config import Settings, check_workers
 from neuronetz_gateway.db import migrate as migrations
 from neuronetz_gateway.observability.logging import configure_logging
 
@@ -19,8 +23,8 @@ def migrate_command(
 ) -> None:
     """Bring the database schema up to date (creates the database if missing)."""
     config = settings()
-    migrations.upgrade(config.database_url, revision)
-    current = migrations.current_revision(config.database_url)
+    migrations.upgrade(config.effective_database_url, revision)
+    current = migrations.current_revision(config.effective_database_url)
     emit(as_json, {"revision": current}, f"database at revision {current}")
 
 
@@ -35,18 +39,28 @@ def serve_command(
             "--skip-migrations", help="Do not migrate first (migrations run as a separate job)."
         ),
     ] = False,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo", help="Create tenant 'demo' (every model allowed) and print a new key."
+        ),
+    ] = False,
 ) -> None:
     """Run migrations, then serve the gateway."""
     config = settings()
+    worker_count = workers or config.gateway_workers
+    check_workers(worker_count, config.redis_url)
     configure_logging(config.log_level, config.log_format)
     if not skip_migrations:
-        migrations.upgrade(config.database_url)
+        migrations.upgrade(config.effective_database_url)
+    if demo:
+        _print_demo_key(config, host or config.gateway_host, port or config.gateway_port)
     uvicorn.run(
         "neuronetz_gateway.app:create_app_from_env",
         factory=True,
         host=host or config.gateway_host,
         port=port or config.gateway_port,
-        workers=workers or config.gateway_workers,
+        workers=worker_count,
         loop="uvloop",
         http="httptools",
         lifespan="on",
@@ -56,4 +70,23 @@ def serve_command(
         proxy_headers=False,
         server_header=False,
         log_config=None,
+    )
+
+
+def _print_demo_key(config: Settings, host: str, port: int) -> None:
+    async def work(config: Settings) -> CreatedKey:
+        hasher = KeyHasher(
+            time_cost=config.argon2_time_cost,
+            memory_kib=config.argon2_memory_kib,
+            parallelism=config.argon2_parallelism,
+        )
+        async with database(config) as session:
+            return await create_demo_key(session, hasher)
+
+    created = run(work)
+    typer.echo(
+        f"demo: tenant {DEMO_TENANT!r} may use every model; its new key (shown once):\n"
+        f"{created.secret}\n"
+        f"try: curl -s http://{host}:{port}/v1/models "
+        f'-H "Authorization: Bearer {created.secret}"'
     )

@@ -9,6 +9,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from neuronetz_gateway.db.sqlite import create_sqlite_engine
+
 # Postgres work is background work (audit batches, cache misses, discovery): a small pool.
 POOL_SIZE = 5
 MAX_OVERFLOW = 5
@@ -17,6 +19,8 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 
 def create_engine(database_url: str) -> AsyncEngine:
     """An engine for `database_url`; connects lazily, never at creation."""
+    if database_url.startswith("sqlite"):
+        return create_sqlite_engine(database_url)
     if database_url.startswith("postgresql"):
         return create_async_engine(
             database_url,

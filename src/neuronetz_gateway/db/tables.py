@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -57,7 +57,30 @@ def _enum(enum_class: type[enum.StrEnum], name: str) -> sa.Enum:
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 InetType = sa.String(45).with_variant(postgresql.INET(), "postgresql")
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-Timestamp = sa.DateTime(timezone=True)
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """`timestamptz` on Postgres; on SQLite, which keeps no zone, UTC in and out.
+
+    Values are stored converted to UTC and come back aware (UTC), so comparisons with
+    `datetime.now(UTC)` work on both databases.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+Timestamp = UtcDateTime()
 
 
 class Base(DeclarativeBase):
@@ -113,7 +136,9 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_used_at: Mapped[datetime | None] = mapped_column(Timestamp)
-    prompt_logging: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default="false")
+    prompt_logging: Mapped[bool] = mapped_column(
+        sa.Boolean, default=False, server_default=sa.false()
+    )
     prompt_log_ttl_hours: Mapped[int | None] = mapped_column(sa.Integer)
 
 
@@ -136,7 +161,7 @@ class TenantLimits(_LimitColumns, Base):
         sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
     )
     allow_all_models: Mapped[bool] = mapped_column(
-        sa.Boolean, default=False, server_default="false"
+        sa.Boolean, default=False, server_default=sa.false()
     )
 
 
@@ -156,7 +181,7 @@ class Model(Base):
     digest: Mapped[str | None] = mapped_column(sa.String(128))
     size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    available: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default="true")
+    available: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
     first_seen_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
     last_seen_at: Mapped[datetime] = mapped_column(Timestamp, server_default=sa.func.now())
     upstream: Mapped[str | None] = mapped_column(sa.Text)

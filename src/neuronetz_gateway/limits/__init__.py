@@ -4,6 +4,7 @@ The pipeline builds an `AdmissionRequest`, calls `Limiter.admit()` before proxyi
 `Limiter.settle()` after the response; see docs/LIMITS.md for the algorithms.
 """
 
+from neuronetz_gateway.limits.memory import MemoryLimiter
 from neuronetz_gateway.limits.redis_limiter import RedisLimiter, create_limiter
 from neuronetz_gateway.limits.types import (
     Admission,
@@ -25,6 +26,7 @@ __all__ = [
     "BudgetPeriod",
     "Limiter",
     "LimiterUnavailable",
+    "MemoryLimiter",
     "PostgresUsageSource",
     "RedisLimiter",
     "RefusalReason",

@@ -8,55 +8,41 @@ before the script uses them. Every failure to reach Redis or to rebuild a counte
 
 from __future__ import annotations
 
-import asyncio
-import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import cast
 
 import structlog
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.limits import scripts
-from neuronetz_gateway.limits.decisions import (
-    Failure,
-    Subject,
-    WindowState,
-    ratelimit_headers,
-    refusal,
-    text,
-)
-from neuronetz_gateway.limits.keys import PERIODS, Periods, SubjectKeys, subject_keys
-from neuronetz_gateway.limits.types import (
-    Admission,
-    AdmissionRequest,
-    LimiterUnavailable,
-    SubjectPlan,
-    Ticket,
-)
+from neuronetz_gateway.limits.script_limiter import ScriptLimiter, ScriptName
+from neuronetz_gateway.limits.types import LimiterUnavailable
 from neuronetz_gateway.limits.usage_source import PostgresUsageSource, UsageSource
 
 log = structlog.get_logger(__name__)
 
-# A counter can vanish again between its rebuild and the re-run (a second flush).
-REBUILD_ATTEMPTS = 2
+
+class RedisScripts:
+    """The limiter's Lua scripts on one Redis (EVALSHA, reloaded after NOSCRIPT)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._scripts = {
+            "admit": redis.register_script(scripts.ADMIT),
+            "settle": redis.register_script(scripts.SETTLE),
+            "refresh": redis.register_script(scripts.REFRESH),
+        }
+
+    async def run(self, script: ScriptName, keys: Sequence[str], args: Sequence[str]) -> object:
+        try:
+            return await self._scripts[script](keys=keys, args=args)
+        except (RedisError, OSError, TimeoutError) as error:
+            log.error("limiter_unavailable", error=type(error).__name__)
+            raise LimiterUnavailable("the rate-limit store is unavailable") from error
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """A subject of one admission: what the script checks and whose usage rebuilds it."""
-
-    subject: Subject
-    key_id: uuid.UUID | None
-    plan: SubjectPlan
-
-
-class RedisLimiter:
+class RedisLimiter(ScriptLimiter):
     """The `Limiter` on Redis: one Lua script per admission, one per settlement."""
 
     def __init__(
@@ -67,167 +53,12 @@ class RedisLimiter:
         lease_seconds: int,
         default_max_output_tokens: int,
     ) -> None:
-        if lease_seconds < 1 or default_max_output_tokens < 1:
-            raise ValueError("lease_seconds and default_max_output_tokens must be >= 1")
-        self._usage = usage_source
-        self._lease_seconds = lease_seconds
-        self._default_max_output_tokens = default_max_output_tokens
-        self._admit = redis.register_script(scripts.ADMIT)
-        self._settle = redis.register_script(scripts.SETTLE)
-        self._refresh = redis.register_script(scripts.REFRESH)
-
-    async def admit(self, request: AdmissionRequest) -> Admission:
-        """Admit the request or raise `Refused`; `LimiterUnavailable` when undecidable."""
-        if request.tenant_limits.is_unlimited and request.key_limits.is_unlimited:
-            ticket = Ticket("", request.request_id, request.tenant_id)
-            return Admission(ticket=ticket, output_cap=None, headers={})
-
-        periods = Periods.at(time.time() if request.now is None else request.now)
-        targets = _targets(request, periods)
-        admission_id = uuid.uuid4().hex
-        keys = [key for target in targets for key in target.plan.keys]
-        state_ttl_ms = max(*periods.counter_ttls_ms(), 2 * self._lease_seconds * 1000)
-        initial: dict[str, str] = {}
-        args = self._admit_args(request, admission_id, periods, state_ttl_ms, targets, initial)
-        reply = await self._run(self._admit, keys, args)
-        for _ in range(REBUILD_ATTEMPTS):
-            if text(reply[0]) != "missing":
-                break
-            missing = [text(item) for item in _items(reply[1])]
-            initial = await self._rebuild(request, targets, periods, missing)
-            args = self._admit_args(request, admission_id, periods, state_ttl_ms, targets, initial)
-            reply = await self._run(self._admit, keys, args)
-        if text(reply[0]) == "missing":
-            log.error("limiter_rebuild_failed", tenant_id=str(request.tenant_id))
-            raise LimiterUnavailable("budget counters could not be rebuilt")
-
-        if text(reply[0]) == "refused":
-            states = [WindowState.parse(cast(list[object], raw)) for raw in _items(reply[1])]
-            failures = [Failure.parse(cast(list[object], raw)) for raw in _items(reply[2])]
-            subjects = [target.subject for target in targets]
-            raise refusal(failures, states, subjects, periods)
-
-        output_cap, reserved = int(cast(int, reply[1])), int(cast(int, reply[2]))
-        states = [WindowState.parse(cast(list[object], raw)) for raw in _items(reply[3])]
-        ticket = Ticket(
-            admission_id=admission_id,
-            request_id=request.request_id,
-            tenant_id=request.tenant_id,
-            subjects=tuple(target.plan for target in targets),
-            reserved_tokens=reserved,
-            lease_seconds=self._lease_seconds,
-            state_ttl_ms=state_ttl_ms,
+        super().__init__(
+            RedisScripts(redis),
+            usage_source,
+            lease_seconds=lease_seconds,
+            default_max_output_tokens=default_max_output_tokens,
         )
-        return Admission(
-            ticket=ticket,
-            output_cap=output_cap if output_cap >= 0 else None,
-            headers=ratelimit_headers(states),
-        )
-
-    async def settle(
-        self,
-        ticket: Ticket,
-        prompt_tokens: int,
-        completion_tokens: int,
-        *,
-        now: float | None = None,
-    ) -> None:
-        """Release the lease, true up the budgets, record the tokens for tpm. Once per
-        ticket; later calls do nothing. Raises `LimiterUnavailable` if Redis is down
-        (the lease then expires and the reservation is reclaimed after a lease)."""
-        if ticket.is_noop or ticket.settled:
-            return
-        real = max(0, prompt_tokens) + max(0, completion_tokens)
-        args: list[str] = [_clock(now), ticket.admission_id, str(real), str(len(ticket.subjects))]
-        for plan in ticket.subjects:
-            args += [_flag(plan.tpm), _flag(plan.live), *(_flag(b) for b in plan.budgets)]
-        keys = [key for plan in ticket.subjects for key in plan.keys]
-        await self._run(self._settle, keys, args)
-        ticket.settled = True
-
-    async def refresh(self, ticket: Ticket, *, now: float | None = None) -> None:
-        """Extend the ticket's lease by `lease_seconds` from now (streams, every
-        `ticket.refresh_interval` s). A lease already reclaimed is not brought back."""
-        live = [plan.keys[2] for plan in ticket.subjects if plan.live]
-        if not live or ticket.settled:
-            return
-        lease_ms = str(ticket.lease_seconds * 1000)
-        args = [_clock(now), ticket.admission_id, lease_ms, str(ticket.state_ttl_ms)]
-        alive = await self._run(self._refresh, live, args)
-        if int(cast(int, alive)) < len(live):
-            log.warning("limiter_lease_lost", request_id=ticket.request_id)
-
-    def _admit_args(
-        self,
-        request: AdmissionRequest,
-        admission_id: str,
-        periods: Periods,
-        state_ttl_ms: int,
-        targets: Sequence[_Target],
-        initial: dict[str, str],
-    ) -> list[str]:
-        """ARGV of admit.lua (its header comment is the reference)."""
-        ceiling = -1
-        if request.produces_output:
-            ceiling = self._default_max_output_tokens
-            if request.client_output_cap is not None and request.client_output_cap >= 1:
-                ceiling = min(ceiling, request.client_output_cap)
-        args = [
-            _clock(request.now),
-            admission_id,
-            str(self._lease_seconds * 1000),
-            str(max(0, request.prompt_estimate)),
-            str(ceiling),
-            *(str(ttl) for ttl in periods.counter_ttls_ms()),
-            str(state_ttl_ms),
-            str(len(targets)),
-        ]
-        for index, target in enumerate(targets, start=1):
-            limits = target.subject.limits
-            args += [
-                _optional(limits.rpm),
-                _optional(limits.tpm),
-                _optional(limits.max_concurrent),
-                _optional(limits.daily_tokens),
-                _optional(limits.monthly_tokens),
-                _optional(limits.total_tokens),
-                *(initial.get(f"{index}:{period}", "") for period in (1, 2, 3)),
-            ]
-        return args
-
-    async def _rebuild(
-        self,
-        request: AdmissionRequest,
-        targets: Sequence[_Target],
-        periods: Periods,
-        missing: Sequence[str],
-    ) -> dict[str, str]:
-        """Initial "used|gen" values of the missing counters, summed from the truth."""
-
-        async def used(entry: str) -> tuple[str, str]:
-            subject, period = (int(part) for part in entry.split(":"))
-            since = periods.since(PERIODS[period - 1])
-            key_id = targets[subject - 1].key_id
-            tokens = await self._usage.used_tokens(request.tenant_id, key_id, since)
-            return entry, f"{tokens}|{uuid.uuid4().hex[:16]}"
-
-        try:
-            rebuilt = dict(await asyncio.gather(*(used(entry) for entry in missing)))
-        except Exception as error:
-            log.error("limiter_rebuild_failed", error=type(error).__name__)
-            raise LimiterUnavailable("usage could not be read to rebuild a budget") from error
-        log.info("limiter_counters_rebuilt", tenant_id=str(request.tenant_id), counters=missing)
-        return rebuilt
-
-    async def _run(
-        self, script: AsyncScript, keys: Sequence[str], args: Sequence[str]
-    ) -> list[object]:
-        try:
-            reply = await script(keys=keys, args=args)
-        except (RedisError, OSError, TimeoutError) as error:
-            log.error("limiter_unavailable", error=type(error).__name__)
-            raise LimiterUnavailable("the rate-limit store is unavailable") from error
-        return cast(list[object], reply)
 
 
 def create_limiter(settings: Settings, redis: Redis, engine: AsyncEngine) -> RedisLimiter:
@@ -238,48 +69,3 @@ def create_limiter(settings: Settings, redis: Redis, engine: AsyncEngine) -> Red
         lease_seconds=settings.concurrency_lease_seconds,
         default_max_output_tokens=settings.budget_default_max_output_tokens,
     )
-
-
-def _targets(request: AdmissionRequest, periods: Periods) -> list[_Target]:
-    """The key, then the tenant; a subject without any limit is left out."""
-    candidates: list[tuple[Subject, uuid.UUID | None]] = [
-        (Subject("key", request.key_limits), request.key_id),
-        (Subject("tenant", request.tenant_limits), None),
-    ]
-    return [
-        _Target(subject, key_id, _plan(subject, subject_keys(request.tenant_id, key_id, periods)))
-        for subject, key_id in candidates
-        if not subject.limits.is_unlimited
-    ]
-
-
-def _plan(subject: Subject, keys: SubjectKeys) -> SubjectPlan:
-    limits = subject.limits
-    budgets = (
-        limits.daily_tokens is not None,
-        limits.monthly_tokens is not None,
-        limits.total_tokens is not None,
-    )
-    return SubjectPlan(
-        scope=subject.scope,
-        keys=keys.as_tuple(),
-        tpm=limits.tpm is not None,
-        live=limits.max_concurrent is not None or any(budgets),
-        budgets=budgets,
-    )
-
-
-def _items(value: object) -> list[object]:
-    return cast(list[object], value)
-
-
-def _clock(now: float | None) -> str:
-    return "" if now is None else str(int(now * 1000))
-
-
-def _optional(value: int | None) -> str:
-    return "" if value is None else str(value)
-
-
-def _flag(value: bool) -> str:
-    return "1" if value else ""

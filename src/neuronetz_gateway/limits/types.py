@@ -3,7 +3,7 @@
 A request is admitted (rate limits, concurrency lease, budget reservation in one step)
 or refused; an admitted request is settled exactly once after its response, and a
 stream refreshes its lease while it runs. Implementations: `RedisLimiter` (shared by
-every replica); an in-process one for standalone mode can follow behind `Limiter`.
+every replica) and `MemoryLimiter` (one process, standalone mode).
 """
 
 from __future__ import annotations

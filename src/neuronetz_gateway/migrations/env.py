@@ -1,4 +1,9 @@
-"""Alembic environment: async engine, one advisory lock so replicas migrate one at a time."""
+"""Alembic environment: async engine, one advisory lock so replicas migrate one at a time.
+
+On SQLite the whole run is one `BEGIN IMMEDIATE` transaction (db/sqlite.py), which
+serializes concurrent migrators the way the advisory lock does on Postgres. Foreign keys
+are off while migrating (batch mode rebuilds tables) and checked before the commit.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from neuronetz_gateway.db.sqlite import create_sqlite_engine
 from neuronetz_gateway.db.tables import Base
 
 # Arbitrary constant: every replica running `serve` takes the same lock.
@@ -17,19 +23,35 @@ MIGRATION_LOCK_ID = 0x6E7A_6777  # "nzgw"
 
 
 def _run(connection: Connection) -> None:
+    is_sqlite = connection.dialect.name == "sqlite"
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
+        render_as_batch=is_sqlite,
+        # SQLite's DDL is transactional; Alembic assumes otherwise by default.
+        transactional_ddl=True if is_sqlite else None,
     )
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
         context.run_migrations()
+        if is_sqlite:
+            _check_foreign_keys(connection)
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    violations = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if violations:
+        raise RuntimeError(f"migration left {len(violations)} rows violating foreign keys")
 
 
 async def _run_async(url: str) -> None:
-    engine = create_async_engine(url, poolclass=NullPool)
+    if url.startswith("sqlite"):
+        engine = create_sqlite_engine(
+            url, foreign_keys=False, transactional=True, poolclass=NullPool
+        )
+    else:
+        engine = create_async_engine(url, poolclass=NullPool)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

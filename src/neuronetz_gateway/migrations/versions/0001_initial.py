@@ -123,7 +123,7 @@ def upgrade() -> None:
         sa.Column("expires_at", TS, nullable=True),
         sa.Column("revoked_at", TS, nullable=True),
         sa.Column("last_used_at", TS, nullable=True),
-        sa.Column("prompt_logging", sa.Boolean(), server_default="false", nullable=False),
+        sa.Column("prompt_logging", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.Column("prompt_log_ttl_hours", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_api_keys"),
         sa.ForeignKeyConstraint(
@@ -144,7 +144,7 @@ def upgrade() -> None:
         "tenant_limits",
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
         *_limit_columns(),
-        sa.Column("allow_all_models", sa.Boolean(), server_default="false", nullable=False),
+        sa.Column("allow_all_models", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", name="pk_tenant_limits"),
         sa.ForeignKeyConstraint(
             ["tenant_id"],
@@ -169,7 +169,7 @@ def upgrade() -> None:
         sa.Column("digest", sa.String(128), nullable=True),
         sa.Column("size_bytes", sa.BigInteger(), nullable=True),
         sa.Column("details", JSON, nullable=True),
-        sa.Column("available", sa.Boolean(), server_default="true", nullable=False),
+        sa.Column("available", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("first_seen_at", TS, server_default=sa.func.now(), nullable=False),
         sa.Column("last_seen_at", TS, server_default=sa.func.now(), nullable=False),
         sa.Column("upstream", sa.Text(), nullable=True),

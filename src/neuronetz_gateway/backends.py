@@ -1,0 +1,61 @@
+"""Which implementation of each backing service this process uses.
+
+Postgres + Redis is the production path (any number of replicas). Without
+`DATABASE_URL` the database is a SQLite file under `DATA_DIR`; without `REDIS_URL` the
+limiter lives in this process. Either makes it standalone mode: one process, one
+replica (docs/STANDALONE.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from neuronetz_gateway.config import Settings
+from neuronetz_gateway.db.notify import ChangeHandlers, ChangeListener
+from neuronetz_gateway.db.poll import SqlitePoller
+from neuronetz_gateway.limits import Limiter, MemoryLimiter, RedisLimiter, UsageSource
+
+
+class ChangeFeed(Protocol):
+    """Delivers configuration changes other processes make (SPEC §3.3)."""
+
+    async def start(self) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+def describe(settings: Settings) -> dict[str, str]:
+    """The mode and backends, for the start-up log line."""
+    return {
+        "mode": "standalone" if settings.standalone else "production",
+        "database": "sqlite" if settings.uses_sqlite else "postgres",
+        "limiter": "redis" if settings.redis_url is not None else "memory",
+    }
+
+
+def create_limiter(settings: Settings, redis: Redis | None, usage: UsageSource) -> Limiter:
+    """`RedisLimiter` when Redis is configured, else the in-process `MemoryLimiter`."""
+    lease = settings.concurrency_lease_seconds
+    default_cap = settings.budget_default_max_output_tokens
+    if redis is not None:
+        return RedisLimiter(
+            redis, usage, lease_seconds=lease, default_max_output_tokens=default_cap
+        )
+    return MemoryLimiter(usage, lease_seconds=lease, default_max_output_tokens=default_cap)
+
+
+def create_change_feed(
+    settings: Settings,
+    engine: AsyncEngine,
+    handlers: ChangeHandlers,
+    *,
+    on_models_changed: Callable[[], Awaitable[None]],
+) -> ChangeFeed:
+    """LISTEN on Postgres; on SQLite, a poller (models have no trigger on Postgres, and
+    the catalog reloads every discovery interval there; the poller sees them for free)."""
+    if settings.uses_sqlite:
+        return SqlitePoller(engine, handlers, on_models_changed=on_models_changed)
+    return ChangeListener(settings.effective_database_url, handlers)
