@@ -85,14 +85,19 @@ async def test_steady_state_round_trips(
     key = await _limited_key(session)
     headers = {"Authorization": f"Bearer {key.secret}"}
     async with httpx.AsyncClient(base_url=quiet_gateway.base_url, timeout=10) as client:
-        # Warm-up: the first request verifies the key (Postgres + Argon2) and fills caches.
-        for _ in range(3):
-            assert (await client.post("/api/chat", json=BODY, headers=headers)).status_code == 200
+        # Warm-up: the first request verifies the key (Postgres + Argon2) and fills
+        # caches; a few concurrent ones grow the Redis connection pool (a settlement
+        # runs after its response has gone out, beside the next request's admission).
+        assert (await client.post("/api/chat", json=BODY, headers=headers)).status_code == 200
+        warm = [client.post("/api/chat", json=BODY, headers=headers) for _ in range(8)]
+        assert {r.status_code for r in await asyncio.gather(*warm)} == {200}
+        await _settled(redis_proxy)
         postgres_before = proxy.snapshot()
         redis_before = redis_proxy.snapshot()
         for _ in range(REQUESTS):
             response = await client.post("/api/chat", json=BODY, headers=headers)
             assert response.status_code == 200
+        await _settled(redis_proxy, redis_before["EVALSHA"] + 2 * REQUESTS)
         postgres_after = proxy.snapshot()
         redis_after = redis_proxy.snapshot()
     pool_round_trips = postgres_after["pool"] - postgres_before["pool"]
@@ -102,6 +107,19 @@ async def test_steady_state_round_trips(
     assert listener <= 2
     # One admission script and one settlement script per request, nothing else.
     assert redis_after - redis_before == Counter({"EVALSHA": 2 * REQUESTS})
+
+
+async def _settled(redis_proxy: RedisCountingProxy, expected: int | None = None) -> None:
+    """Wait (bounded) for the last settlement, which follows its response."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 2.0
+    previous = -1
+    while loop.time() < deadline:
+        count = redis_proxy.snapshot()["EVALSHA"]
+        if count == expected or (expected is None and count == previous):
+            return
+        previous = count
+        await asyncio.sleep(0.05)  # the counter lives in another thread: nothing to await
 
 
 async def test_unlimited_key_needs_no_redis_at_all(
