@@ -10,6 +10,7 @@ import uvicorn
 from neuronetz_gateway.cli.app import JsonFlag, app, emit, settings
 from neuronetz_gateway.db import migrate as migrations
 from neuronetz_gateway.observability.logging import configure_logging
+from neuronetz_gateway.observability.multiprocess import metrics_directory
 
 
 @app.command("migrate")
@@ -41,19 +42,25 @@ def serve_command(
     configure_logging(config.log_level, config.log_format)
     if not skip_migrations:
         migrations.upgrade(config.database_url)
-    uvicorn.run(
-        "neuronetz_gateway.app:create_app_from_env",
-        factory=True,
-        host=host or config.gateway_host,
-        port=port or config.gateway_port,
-        workers=workers or config.gateway_workers,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        # Client addresses are taken from X-Forwarded-For only for TRUSTED_PROXY_IPS,
-        # by the gateway itself; uvicorn's own rewriting would trust loopback blindly.
-        proxy_headers=False,
-        server_header=False,
-        log_config=None,
-    )
+    processes = workers or config.gateway_workers
+    # Before the app (and prometheus_client) is imported: workers inherit the directory.
+    with metrics_directory(config, processes):
+        uvicorn.run(
+            "neuronetz_gateway.app:create_app_from_env",
+            factory=True,
+            host=host or config.gateway_host,
+            port=port or config.gateway_port,
+            workers=processes,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            # Client addresses are taken from X-Forwarded-For only for TRUSTED_PROXY_IPS,
+            # by the gateway itself; uvicorn's own rewriting would trust loopback blindly.
+            proxy_headers=False,
+            server_header=False,
+            log_config=None,
+            # SIGTERM: stop accepting, let requests in flight finish for this long, then
+            # cancel them (settled and audited as cancelled) and flush the audit buffer.
+            timeout_graceful_shutdown=config.shutdown_grace_seconds,
+        )

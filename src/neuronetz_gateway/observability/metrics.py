@@ -74,6 +74,14 @@ AUDIT_BUFFER_ROWS = Gauge(
     "Audit rows waiting to be written to Postgres.",
     multiprocess_mode="livesum",
 )
+AUDIT_RECORDS_DROPPED = Counter(
+    "neuronetz_audit_records_dropped_total",
+    "Audit records discarded because the buffer was past twice AUDIT_BUFFER_MAX_ROWS.",
+)
+AUDIT_RECORDS_REJECTED = Counter(
+    "neuronetz_audit_records_rejected_total",
+    "Audit records Postgres refused to store (logged as audit_record_rejected).",
+)
 AUTH_CACHE_LOOKUPS = Counter(
     "neuronetz_auth_cache_lookups_total",
     "Key cache lookups by result (hit, miss); the hit ratio is hit / (hit + miss).",

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
+from urllib.parse import urlsplit
 
 
 @dataclass(eq=False)
@@ -22,6 +24,14 @@ class Upstream:
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+    @cached_property
+    def label(self) -> str:
+        """`host:port`, naming the server in metrics and logs (never credentials or paths)."""
+        parts = urlsplit(self.base_url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = parts.hostname or ""
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class UpstreamPool:
