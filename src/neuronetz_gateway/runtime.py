@@ -75,7 +75,7 @@ class GatewayRuntime:
         self.retention = RetentionTask(resources.engine, settings)
         self.metrics = RequestMetrics()
         self.access_log = AccessLog(settings.log_level, settings.log_format)
-        self.sampler = MetricsSampler(self.audit, self.authenticator)
+        self.sampler = MetricsSampler(self.audit, self.authenticator, self.upstreams)
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._drained: asyncio.Event | None = None
