@@ -1,9 +1,10 @@
 """The gateway's Prometheus metrics (SPEC §5), defined in one place.
 
 Names carry the `neuronetz_` prefix and their unit. Labels are bounded: route (the
-allowlist, or the fixed word "other" for refused paths), status, outcome, reason,
-model (the catalog), tenant (the tenant name), upstream (configured servers). Never a
-key, a key prefix or a request id.
+allowlist, or the fixed word "other" for every other path), status, outcome, reason,
+model (the catalog), tenant (the tenant name), upstream (`host:port` of configured
+servers). Never a key, a key prefix or a request id. Recorded per request by
+`request_metrics`, sampled from process state by `sampler`; docs/OBSERVABILITY.md.
 """
 
 from __future__ import annotations
