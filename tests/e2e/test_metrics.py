@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -124,15 +126,22 @@ async def test_in_flight_gauge_counts_a_request_while_it_runs(
 # -- several worker processes ------------------------------------------------------------
 
 
+def _metrics_directories() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("neuronetz-metrics-*"))
+
+
 @pytest.fixture(scope="module")
 def two_workers(database_url: str, double: OllamaDouble) -> Iterator[GatewayProcess]:
+    existing = _metrics_directories()
     process = GatewayProcess(gateway_env(database_url, double, GATEWAY_WORKERS="2"))
     process.start()
     try:
         assert process.log.wait_for_count("model_catalog_ready", 2, timeout=20), process.logs()
+        assert len(_metrics_directories() - existing) == 1  # the private one of `serve`
         yield process
     finally:
         process.stop()
+    assert _metrics_directories() == existing  # removed when the server exited
 
 
 def _serving_pids(process: GatewayProcess, request_ids: set[str]) -> set[int]:
