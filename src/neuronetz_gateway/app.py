@@ -65,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             holder.runtime = holder.pipeline = None
+            await runtime.drain()
             await runtime.aclose()
             await resources.aclose()
             multiprocess.retire_this_worker(settings)

@@ -39,7 +39,8 @@ class Exchange:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     upstream_ms: float | None = None
-    upstream_label: str | None = None  # host:port of the upstream that answered
+    # `host:port` of the server that answered (the `upstream` label of upstream metrics).
+    upstream: str | None = None
     first_byte_ms: float | None = None
     response_started: bool = False
     response_complete: bool = False

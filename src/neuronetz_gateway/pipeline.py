@@ -66,13 +66,15 @@ class Pipeline:
         except bodies.ClientGone:
             exchange.outcome = Outcome.CANCELLED
         except asyncio.CancelledError:
-            # Not the client leaving (the watcher handles that where it happens): the
-            # server ended its shutdown grace period. The stages have settled; the
-            # request ends here, answered and audited, since nobody awaits this task.
+            # The server ended its shutdown grace period (a client leaving is handled
+            # where it happens). The stages have settled; the request ends here,
+            # answered and audited, since nobody awaits this task.
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
-            await answer_cut_short(exchange)
+            if not exchange.disconnected:
+                await answer_cut_short(exchange)
+            exchange.outcome = Outcome.CANCELLED
         finally:
             if exchange.disconnected and not exchange.response_complete:
                 exchange.outcome = Outcome.CANCELLED

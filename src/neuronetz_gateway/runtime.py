@@ -75,7 +75,7 @@ class GatewayRuntime:
         self.retention = RetentionTask(resources.engine, settings)
         self.metrics = RequestMetrics()
         self.access_log = AccessLog(settings.log_level, settings.log_format)
-        self.sampler = MetricsSampler(self.audit, self.authenticator, self.upstreams)
+        self.sampler = MetricsSampler(self.audit, self.authenticator)
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._drained: asyncio.Event | None = None
@@ -89,14 +89,14 @@ class GatewayRuntime:
         )
 
     async def start(self) -> None:
+        await self.sampler.start()
         await self.audit.start()
         await self.listener.start()
         await self.discovery.start()
         await self.retention.start()
-        await self.sampler.start()
 
     async def aclose(self) -> None:
-        await self._drain(DRAIN_TIMEOUT_SECONDS)
+        """Stop the background tasks and flush the audit buffer (after `drain`)."""
         await self.listener.aclose()
         await self.discovery.aclose()
         await self.retention.aclose()
@@ -117,7 +117,7 @@ class GatewayRuntime:
         if self._in_flight == 0 and self._drained is not None:
             self._drained.set()
 
-    async def _drain(self, timeout: float) -> None:  # noqa: ASYNC109 - one bounded wait
+    async def drain(self, timeout: float = DRAIN_TIMEOUT_SECONDS) -> None:  # noqa: ASYNC109 - one bounded wait
         """Wait until no request is in the pipeline (at most `timeout` seconds).
 
         At shutdown the server cancels what outlived its grace period and then, without

@@ -42,7 +42,7 @@ def exchange(
         )
         done.model = "llama3.1:8b"
     done.status, done.outcome = status, outcome
-    done.upstream_ms, done.upstream_label = upstream_ms, "ollama:11434" if upstream_ms else None
+    done.upstream_ms, done.upstream = upstream_ms, "ollama:11434" if upstream_ms else None
     done.first_byte_ms = 1.0
     done.prompt_tokens, done.completion_tokens = tokens
     return done

@@ -81,7 +81,7 @@ class RequestMetrics:
             timings[1].observe(exchange.first_byte_ms / 1000.0)
 
         if exchange.upstream_ms is not None:
-            self._observe_upstream(route, exchange.upstream_label, exchange.upstream_ms)
+            self._observe_upstream(route, exchange.upstream, exchange.upstream_ms)
         if exchange.prompt_tokens or exchange.completion_tokens:
             self._count_tokens(exchange)
         # Once the upstream answered, an error outcome is the upstream's, not a refusal.

@@ -1,8 +1,8 @@
 """Metrics read from the process's state rather than counted per request.
 
-The audit buffer's depth, the key cache's hits and misses and each upstream's requests
-in flight live as plain numbers on the `AuditWriter`, the `Authenticator` and the
-upstream pool, where keeping them costs the hot path nothing. `MetricsSampler` copies
+The audit buffer's depth and the key cache's hits and misses live as plain numbers on
+the `AuditWriter` and the `Authenticator`, where keeping them costs the hot path
+nothing. `MetricsSampler` copies
 them into Prometheus every second and before a scrape answered by this process. A push
 is needed (a scrape-time callback is not enough): with several workers the scrape is
 answered by one of them, which can only read the others' values from what they last
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 from typing import Protocol
 
 from prometheus_client import Counter
@@ -37,18 +36,6 @@ class CacheState(Protocol):
     misses: int
 
 
-class UpstreamState(Protocol):
-    @property
-    def label(self) -> str: ...
-    @property
-    def in_flight(self) -> int: ...
-
-
-class PoolState(Protocol):
-    @property
-    def upstreams(self) -> Sequence[UpstreamState]: ...
-
-
 class _Delta:
     """Adds to a counter what a monotonically growing number gained since last time."""
 
@@ -67,13 +54,11 @@ class MetricsSampler:
         self,
         audit: AuditState,
         cache: CacheState,
-        pool: PoolState,
         *,
         interval_seconds: float = SAMPLE_INTERVAL_SECONDS,
     ) -> None:
         self._audit = audit
         self._cache = cache
-        self._pool = pool
         self._interval = interval_seconds
         self._hits = _Delta(metrics.AUTH_CACHE_LOOKUPS.labels("hit"))
         self._misses = _Delta(metrics.AUTH_CACHE_LOOKUPS.labels("miss"))
@@ -88,8 +73,6 @@ class MetricsSampler:
         self._misses.update(self._cache.misses)
         self._dropped.update(self._audit.dropped)
         self._rejected.update(self._audit.rejected)
-        for upstream in self._pool.upstreams:
-            metrics.UPSTREAM_IN_FLIGHT.labels(upstream.label).set(upstream.in_flight)
 
     async def start(self) -> None:
         if self._task is None:

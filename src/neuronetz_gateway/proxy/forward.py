@@ -72,7 +72,7 @@ async def forward(
     finally:
         upstream.in_flight -= 1
         exchange.upstream_ms = (time.perf_counter() - started) * 1000.0
-        exchange.upstream_label = upstream.label
+        exchange.upstream = upstream.label
 
 
 async def _relay(
