@@ -96,7 +96,6 @@ class GatewayRuntime:
         await self.retention.start()
 
     async def aclose(self) -> None:
-        """Stop the background tasks and flush the audit buffer (after `drain`)."""
         await self.listener.aclose()
         await self.discovery.aclose()
         await self.retention.aclose()
@@ -118,7 +117,7 @@ class GatewayRuntime:
             self._drained.set()
 
     async def drain(self, timeout: float = DRAIN_TIMEOUT_SECONDS) -> None:  # noqa: ASYNC109 - one bounded wait
-        """Wait until no request is in the pipeline (at most `timeout` seconds).
+        """Wait until no request is in the pipeline (at most `timeout` s); before `aclose`.
 
         At shutdown the server cancels what outlived its grace period and then, without
         waiting, stops the application: the cancelled requests still settle and audit,
