@@ -2,11 +2,10 @@
 
 The audit buffer's depth and the key cache's hits and misses live as plain numbers on
 the `AuditWriter` and the `Authenticator`, where keeping them costs the hot path
-nothing. `MetricsSampler` copies
-them into Prometheus every second and before a scrape answered by this process. A push
-is needed (a scrape-time callback is not enough): with several workers the scrape is
-answered by one of them, which can only read the others' values from what they last
-wrote.
+nothing. `MetricsSampler` copies them into Prometheus every second and before a scrape
+answered by this process. A push is needed (a scrape-time callback is not enough): with
+several workers the scrape is answered by one of them, which can only read the others'
+values from what they last wrote.
 """
 
 from __future__ import annotations
