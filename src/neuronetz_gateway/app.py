@@ -23,6 +23,7 @@ from neuronetz_gateway.errors import error_body, surface_of_path
 from neuronetz_gateway.gateway import GatewayMiddleware, RuntimeHolder
 from neuronetz_gateway.middleware.error_guard import ErrorGuardMiddleware
 from neuronetz_gateway.middleware.request_id import RequestIdMiddleware
+from neuronetz_gateway.observability import multiprocess
 from neuronetz_gateway.observability.logging import configure_logging
 from neuronetz_gateway.pipeline import Pipeline
 from neuronetz_gateway.resources import open_resources
@@ -52,10 +53,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        multiprocess.reap_dead_workers(settings)
         resources = await open_resources(settings)
         runtime = GatewayRuntime(settings, resources)
         app.state.resources = resources
         app.state.readiness = Readiness(resources)
+        app.state.metrics_sampler = runtime.sampler
         await runtime.start()
         holder.runtime, holder.pipeline = runtime, Pipeline(runtime)
         log.info(
@@ -71,8 +74,10 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             holder.runtime = holder.pipeline = None
+            await runtime.drain()
             await runtime.aclose()
             await resources.aclose()
+            multiprocess.retire_this_worker(settings)
             log.info("gateway_stopped")
 
     holder = RuntimeHolder(trusted_proxies=list(settings.trusted_proxy_ips))

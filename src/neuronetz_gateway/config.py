@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     gateway_workers: int = Field(default=1, ge=1, le=64)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+    # After SIGTERM: how long in-flight requests (streams) may run on before they are cut.
+    shutdown_grace_seconds: int = Field(default=30, ge=0, le=3600)
+    # Where worker processes share their metrics; `serve` sets it when GATEWAY_WORKERS > 1.
+    prometheus_multiproc_dir: Path | None = None
 
     max_request_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     upstream_connect_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -165,6 +169,11 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_data_dir(cls, value: Path) -> Path:
         return value.expanduser()
+
+    @field_validator("prometheus_multiproc_dir", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("metrics_token")
     @classmethod

@@ -22,6 +22,7 @@ from neuronetz_gateway.api import listings
 from neuronetz_gateway.auth.principal import Principal
 from neuronetz_gateway.catalog.models import CatalogModel
 from neuronetz_gateway.context import Exchange
+from neuronetz_gateway.cut_short import answer_cut_short
 from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.errors import GatewayError, Surface, model_not_found, unavailable
 from neuronetz_gateway.limits import (
@@ -56,6 +57,7 @@ class Pipeline:
 
     async def handle(self, exchange: Exchange, route: Route, model_param: str | None) -> None:
         """Run one allowlisted request through every stage; never raises."""
+        self.runtime.request_started()
         try:
             await self._stages(exchange, route, model_param)
         except GatewayError as failure:
@@ -65,11 +67,24 @@ class Pipeline:
                 await respond.error(exchange, failure)
         except bodies.ClientGone:
             exchange.outcome = Outcome.CANCELLED
+        except asyncio.CancelledError:
+            # The server ended its shutdown grace period (a client leaving is handled
+            # where it happens). The stages have settled; the request ends here,
+            # answered and audited, since nobody awaits this task.
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            if not exchange.disconnected:
+                await answer_cut_short(exchange)
+            exchange.outcome = Outcome.CANCELLED
         finally:
             if exchange.disconnected and not exchange.response_complete:
                 exchange.outcome = Outcome.CANCELLED
                 exchange.status = exchange.status or CANCELLED_STATUS
-            self.runtime.record(exchange)
+            try:
+                self.runtime.record(exchange)
+            finally:
+                self.runtime.request_finished()
 
     async def _stages(self, exchange: Exchange, route: Route, model_param: str | None) -> None:
         declared = bodies.declared_length(exchange)
@@ -125,7 +140,8 @@ class Pipeline:
             (name.encode(), value.encode()) for name, value in admission.headers.items()
         )
         if principal.prompt_logging:
-            exchange.prompt_request = parsed.data
+            # The body as the client sent it, before the rewrites below change it.
+            exchange.prompt_request = bodies.parse_json(parsed.raw)
         output_cap = admission.output_cap if route.produces_output else None
         if openai:
             changed, wants_usage = rewrite.apply_openai(parsed.data, output_cap, parsed.stream)

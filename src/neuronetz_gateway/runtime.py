@@ -25,6 +25,9 @@ from neuronetz_gateway.config import Settings
 from neuronetz_gateway.context import Exchange
 from neuronetz_gateway.db.notify import ChangeHandlers, ConfigChange
 from neuronetz_gateway.limits import Limiter, PostgresUsageSource
+from neuronetz_gateway.observability.access_log import AccessLog
+from neuronetz_gateway.observability.request_metrics import RequestMetrics
+from neuronetz_gateway.observability.sampler import MetricsSampler
 from neuronetz_gateway.proxy.probe import UpstreamProber
 from neuronetz_gateway.proxy.upstreams import UpstreamPool
 from neuronetz_gateway.resources import Resources
@@ -32,6 +35,9 @@ from neuronetz_gateway.resources import Resources
 log = structlog.get_logger(__name__)
 
 ARGON2_QUEUE_LIMIT = 64
+# At shutdown, requests the server cancelled get this long to settle and be audited
+# before the audit buffer is flushed for the last time.
+DRAIN_TIMEOUT_SECONDS = 5.0
 
 
 class BufferedUsageSource:
@@ -71,7 +77,12 @@ class GatewayRuntime:
         )
         self.discovery = DiscoveryTask(resources.engine, resources.upstream, settings, self.catalog)
         self.retention = RetentionTask(resources.engine, settings)
+        self.metrics = RequestMetrics()
+        self.access_log = AccessLog(settings.log_level, settings.log_format)
+        self.sampler = MetricsSampler(self.audit, self.authenticator)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight = 0
+        self._drained: asyncio.Event | None = None
         self.listener = backends.create_change_feed(
             settings,
             resources.engine,
@@ -84,6 +95,7 @@ class GatewayRuntime:
         )
 
     async def start(self) -> None:
+        await self.sampler.start()
         await self.audit.start()
         await self.listener.start()
         await self.discovery.start()
@@ -96,7 +108,37 @@ class GatewayRuntime:
         await self.discovery.aclose()
         await self.retention.aclose()
         await self.audit.aclose()
+        await self.sampler.aclose()
         self.verifier.close()
+
+    # -- requests in the pipeline -------------------------------------------------------
+
+    def request_started(self) -> None:
+        """A request entered the pipeline; pair with `request_finished` after `record`."""
+        self._in_flight += 1
+        self.metrics.started()
+
+    def request_finished(self) -> None:
+        self._in_flight -= 1
+        self.metrics.finished()
+        if self._in_flight == 0 and self._drained is not None:
+            self._drained.set()
+
+    async def drain(self, timeout: float = DRAIN_TIMEOUT_SECONDS) -> None:  # noqa: ASYNC109 - one bounded wait
+        """Wait until no request is in the pipeline (at most `timeout` s); before `aclose`.
+
+        At shutdown the server cancels what outlived its grace period and then, without
+        waiting, stops the application: the cancelled requests still settle and audit,
+        and their records must reach the buffer before its final flush.
+        """
+        if self._in_flight == 0:
+            return
+        self._drained = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._drained.wait()
+        except TimeoutError:
+            log.error("requests_not_drained", in_flight=self._in_flight)
 
     # -- change feed --------------------------------------------------------------------
 
@@ -121,9 +163,10 @@ class GatewayRuntime:
     # -- after every request ------------------------------------------------------------
 
     def record(self, exchange: Exchange) -> None:
-        """Audit the exchange (queued; written in batches off the hot path)."""
+        """Audit, count and log the finished exchange (the audit row is written later)."""
         principal = exchange.principal
         now = datetime.now(UTC)
+        latency_ms = exchange.latency_ms
         prompt_log = None
         if principal is not None and exchange.prompt_request is not None:
             prompt_log = PromptLogRecord(
@@ -146,10 +189,12 @@ class GatewayRuntime:
                 outcome=exchange.outcome,
                 prompt_tokens=exchange.prompt_tokens,
                 completion_tokens=exchange.completion_tokens,
-                latency_ms=exchange.latency_ms,
+                latency_ms=latency_ms,
                 upstream_ms=exchange.upstream_ms,
                 client_ip=exchange.client_ip,
                 user_agent=exchange.user_agent,
                 prompt_log=prompt_log,
             )
         )
+        self.metrics.observe(exchange, latency_ms)
+        self.access_log.write(exchange, latency_ms)

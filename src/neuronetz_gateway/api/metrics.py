@@ -1,13 +1,17 @@
-"""`/metrics` in Prometheus text format, behind `METRICS_TOKEN` when one is set (SPEC §5)."""
+"""`/metrics` in Prometheus text format, behind `METRICS_TOKEN` when one is set (SPEC §5).
+
+With several workers the answer adds up every worker's values (observability.multiprocess).
+"""
 
 from __future__ import annotations
 
 import hmac
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from neuronetz_gateway.errors import Surface, error_body
+from neuronetz_gateway.observability.multiprocess import scrape_registry
 
 router = APIRouter()
 
@@ -30,4 +34,8 @@ async def metrics(request: Request) -> Response:
             media_type="application/json",
             headers={"www-authenticate": "Bearer"},
         )
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    sampler = getattr(request.app.state, "metrics_sampler", None)
+    if sampler is not None:
+        sampler.sample()  # this process's gauges as of now, not as of the last second
+    registry = scrape_registry(request.app.state.settings)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

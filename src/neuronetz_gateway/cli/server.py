@@ -14,6 +14,7 @@ from neuronetz_gateway.cli.app import JsonFlag, app, database, emit, run, settin
 from neuronetz_gateway.config import Settings, check_workers
 from neuronetz_gateway.db import migrate as migrations
 from neuronetz_gateway.observability.logging import configure_logging
+from neuronetz_gateway.observability.multiprocess import metrics_directory
 
 
 @app.command("migrate")
@@ -55,22 +56,27 @@ def serve_command(
         migrations.upgrade(config.effective_database_url)
     if demo:
         _print_demo_key(config, host or config.gateway_host, port or config.gateway_port)
-    uvicorn.run(
-        "neuronetz_gateway.app:create_app_from_env",
-        factory=True,
-        host=host or config.gateway_host,
-        port=port or config.gateway_port,
-        workers=worker_count,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        # Client addresses are taken from X-Forwarded-For only for TRUSTED_PROXY_IPS,
-        # by the gateway itself; uvicorn's own rewriting would trust loopback blindly.
-        proxy_headers=False,
-        server_header=False,
-        log_config=None,
-    )
+    # Before the app (and prometheus_client) is imported: workers inherit the directory.
+    with metrics_directory(config, worker_count):
+        uvicorn.run(
+            "neuronetz_gateway.app:create_app_from_env",
+            factory=True,
+            host=host or config.gateway_host,
+            port=port or config.gateway_port,
+            workers=worker_count,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            # Client addresses are taken from X-Forwarded-For only for TRUSTED_PROXY_IPS,
+            # by the gateway itself; uvicorn's own rewriting would trust loopback blindly.
+            proxy_headers=False,
+            server_header=False,
+            log_config=None,
+            # SIGTERM: stop accepting, let requests in flight finish for this long, then
+            # cancel them (settled and audited as cancelled) and flush the audit buffer.
+            timeout_graceful_shutdown=config.shutdown_grace_seconds,
+        )
 
 
 def _print_demo_key(config: Settings, host: str, port: int) -> None:

@@ -1,9 +1,10 @@
 """The gateway's Prometheus metrics (SPEC §5), defined in one place.
 
 Names carry the `neuronetz_` prefix and their unit. Labels are bounded: route (the
-allowlist, or the fixed word "other" for refused paths), status, outcome, reason,
-model (the catalog), tenant (the tenant name), upstream (configured servers). Never a
-key, a key prefix or a request id.
+allowlist, or the fixed word "other" for every other path), status, outcome, reason,
+model (the catalog), tenant (the tenant name), upstream (`host:port` of configured
+servers). Never a key, a key prefix or a request id. Recorded per request by
+`request_metrics`, sampled from process state by `sampler`; docs/OBSERVABILITY.md.
 """
 
 from __future__ import annotations
@@ -73,6 +74,14 @@ AUDIT_BUFFER_ROWS = Gauge(
     "neuronetz_audit_buffer_rows",
     "Audit rows waiting to be written to Postgres.",
     multiprocess_mode="livesum",
+)
+AUDIT_RECORDS_DROPPED = Counter(
+    "neuronetz_audit_records_dropped_total",
+    "Audit records discarded because the buffer was past twice AUDIT_BUFFER_MAX_ROWS.",
+)
+AUDIT_RECORDS_REJECTED = Counter(
+    "neuronetz_audit_records_rejected_total",
+    "Audit records Postgres refused to store (logged as audit_record_rejected).",
 )
 AUTH_CACHE_LOOKUPS = Counter(
     "neuronetz_auth_cache_lookups_total",

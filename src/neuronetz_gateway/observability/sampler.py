@@ -1,0 +1,92 @@
+"""Metrics read from the process's state rather than counted per request.
+
+The audit buffer's depth and the key cache's hits and misses live as plain numbers on
+the `AuditWriter` and the `Authenticator`, where keeping them costs the hot path
+nothing. `MetricsSampler` copies them into Prometheus every second and before a scrape
+answered by this process. A push is needed (a scrape-time callback is not enough): with
+several workers the scrape is answered by one of them, which can only read the others'
+values from what they last wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Protocol
+
+from prometheus_client import Counter
+
+from neuronetz_gateway.observability import metrics
+
+SAMPLE_INTERVAL_SECONDS = 1.0
+
+
+class AuditState(Protocol):
+    @property
+    def depth(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def rejected(self) -> int: ...
+
+
+class CacheState(Protocol):
+    hits: int
+    misses: int
+
+
+class _Delta:
+    """Adds to a counter what a monotonically growing number gained since last time."""
+
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+        self._seen = 0
+
+    def update(self, current: int) -> None:
+        if current > self._seen:
+            self._counter.inc(current - self._seen)
+            self._seen = current
+
+
+class MetricsSampler:
+    def __init__(
+        self,
+        audit: AuditState,
+        cache: CacheState,
+        *,
+        interval_seconds: float = SAMPLE_INTERVAL_SECONDS,
+    ) -> None:
+        self._audit = audit
+        self._cache = cache
+        self._interval = interval_seconds
+        self._hits = _Delta(metrics.AUTH_CACHE_LOOKUPS.labels("hit"))
+        self._misses = _Delta(metrics.AUTH_CACHE_LOOKUPS.labels("miss"))
+        self._dropped = _Delta(metrics.AUDIT_RECORDS_DROPPED)
+        self._rejected = _Delta(metrics.AUDIT_RECORDS_REJECTED)
+        self._task: asyncio.Task[None] | None = None
+
+    def sample(self) -> None:
+        """Copy the current values into the metrics (cheap: a few integer reads)."""
+        metrics.AUDIT_BUFFER_ROWS.set(self._audit.depth)
+        self._hits.update(self._cache.hits)
+        self._misses.update(self._cache.misses)
+        self._dropped.update(self._audit.dropped)
+        self._rejected.update(self._audit.rejected)
+
+    async def start(self) -> None:
+        if self._task is None:
+            self.sample()
+            self._task = asyncio.create_task(self._run(), name="metrics-sampler")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.sample()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            self.sample()

@@ -1,0 +1,187 @@
+"""Prometheus metrics (SPEC §5) of a running gateway, one worker and several."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tests.doubles.ollama import OllamaDouble, count_prompt_tokens
+from tests.e2e.conftest import Caller, allow_all_models
+from tests.support.factories import make_key, make_tenant
+from tests.support.metrics import Scrape, scrape
+from tests.support.processes import GatewayProcess
+from tests.support.stack import gateway_env
+
+MODEL = "llama3.1:8b"
+REQUESTS = "neuronetz_requests_total"
+WRONG_KEY = "nz_abcdefgh" + "A" * 32 + "AAAAAA"
+
+
+def chat(content: str, **extra: object) -> dict[str, object]:
+    return {"model": MODEL, "messages": [{"role": "user", "content": content}], **extra}
+
+
+def delta(before: Scrape, after: Scrape, name: str, **labels: str) -> float:
+    return after.value(name, **labels) - before.value(name, **labels)
+
+
+async def test_requests_refusals_tokens_and_timings_are_counted(
+    caller: Caller, double: OllamaDouble, gateway: GatewayProcess
+) -> None:
+    client, auth = caller.client, caller.auth
+    tenant = caller.key.tenant_name
+    upstream = urlsplit(double.base_url).netloc
+    before = await scrape(client)
+
+    bodies = [chat(f"count me {i}", stream=False) for i in range(3)]
+    for body in bodies:
+        assert (await client.post("/api/chat", json=body, headers=auth)).status_code == 200
+    sse = {**chat("stream me"), "stream": True}
+    assert (await client.post("/v1/chat/completions", json=sse, headers=auth)).status_code == 200
+    wrong = {"Authorization": f"Bearer {WRONG_KEY}"}
+    assert (await client.post("/api/chat", json=bodies[0], headers=wrong)).status_code == 401
+    assert (await client.get("/api/nothing-here", headers=auth)).status_code == 404
+    assert (await client.post("/api/pull", json={"model": MODEL}, headers=auth)).status_code == 403
+    unknown = {**bodies[0], "model": "no-such-model:1b"}
+    assert (await client.post("/api/chat", json=unknown, headers=auth)).status_code == 404
+    double.fail_with = (500, "boom")
+    assert (await client.post("/api/chat", json=bodies[0], headers=auth)).status_code == 502
+
+    after = await scrape(client)
+    chat_ok = {"route": "/api/chat", "status": "200", "outcome": "ok"}
+    assert delta(before, after, REQUESTS, **chat_ok) == 3
+    sse_ok = {"route": "/v1/chat/completions", "status": "200", "outcome": "ok"}
+    assert delta(before, after, REQUESTS, **sse_ok) == 1
+    assert delta(before, after, REQUESTS, route="/api/chat", outcome="auth_failed") == 1
+    assert delta(before, after, REQUESTS, route="other", status="404", outcome="not_found") == 1
+    assert delta(before, after, REQUESTS, route="other", status="403", outcome="forbidden") == 1
+    assert delta(before, after, REQUESTS, route="/api/chat", status="502") == 1
+    assert delta(before, after, REQUESTS) == 9
+
+    refusals = "neuronetz_refusals_total"
+    assert delta(before, after, refusals, reason="auth_failed") == 1
+    assert delta(before, after, refusals, reason="not_found") == 2  # unknown path and model
+    assert delta(before, after, refusals, reason="forbidden") == 1
+    assert delta(before, after, refusals) == 4  # the upstream's 502 is no refusal
+
+    tokens = {"model": MODEL, "tenant": tenant}
+    completion = delta(before, after, "neuronetz_tokens_total", direction="completion", **tokens)
+    assert completion == 4 * 5
+    prompt = delta(before, after, "neuronetz_tokens_total", direction="prompt", **tokens)
+    assert prompt == sum(count_prompt_tokens(b) for b in [*bodies, sse])
+
+    # Every /api/chat request is timed; the upstream only for those that reached it.
+    count = "neuronetz_request_duration_seconds_count"
+    assert delta(before, after, count, route="/api/chat") == 3 + 1 + 1 + 1
+    ttfb = "neuronetz_time_to_first_byte_seconds_count"
+    assert delta(before, after, ttfb, route="/api/chat") == 6
+    upstream_count = "neuronetz_upstream_duration_seconds_count"
+    assert delta(before, after, upstream_count, route="/api/chat", upstream=upstream) == 4
+    assert delta(before, after, "neuronetz_upstream_duration_seconds_bucket", le="+Inf") == 5
+
+    # The key was verified once; every later request of it was a cache hit.
+    hits = delta(before, after, "neuronetz_auth_cache_lookups_total", result="hit")
+    assert hits >= 5
+    assert after.value("neuronetz_in_flight_requests") == 0
+    assert "neuronetz_audit_buffer_rows" in after.names()
+
+    # Bounded labels only: no key, key prefix or request id ever becomes a label value.
+    for _, labels, _ in after.samples:
+        for value in labels.values():
+            assert "nz_" not in value
+            assert caller.key.prefix.removeprefix("nz_") not in value
+
+
+async def test_in_flight_gauge_counts_a_request_while_it_runs(
+    caller: Caller, double: OllamaDouble
+) -> None:
+    double.hang = True
+    request = asyncio.create_task(
+        caller.client.post("/api/chat", json=chat("wait", stream=False), headers=caller.auth)
+    )
+    try:
+        deadline = asyncio.get_running_loop().time() + 5
+        while (await scrape(caller.client)).value("neuronetz_in_flight_requests") != 1:
+            assert asyncio.get_running_loop().time() < deadline, "in-flight never reached 1"
+            await asyncio.sleep(0.02)
+    finally:
+        double.hang = False
+    assert (await request).status_code == 200
+    assert (await scrape(caller.client)).value("neuronetz_in_flight_requests") == 0
+
+
+# -- several worker processes ------------------------------------------------------------
+
+
+def _metrics_directories() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("neuronetz-metrics-*"))
+
+
+@pytest.fixture(scope="module")
+def two_workers(database_url: str, double: OllamaDouble) -> Iterator[GatewayProcess]:
+    existing = _metrics_directories()
+    process = GatewayProcess(gateway_env(database_url, double, GATEWAY_WORKERS="2"))
+    process.start()
+    try:
+        assert process.log.wait_for_count("model_catalog_ready", 2, timeout=20), process.logs()
+        assert len(_metrics_directories() - existing) == 1  # the private one of `serve`
+        yield process
+    finally:
+        process.stop()
+    assert _metrics_directories() == existing  # removed when the server exited
+
+
+def _serving_pids(process: GatewayProcess, request_ids: set[str]) -> set[int]:
+    pids = set()
+    for line in process.logs().splitlines():
+        if '"event":"request"' in line:
+            entry = json.loads(line)
+            if entry["request_id"] in request_ids:
+                pids.add(entry["pid"])
+    return pids
+
+
+async def test_workers_report_one_sum(two_workers: GatewayProcess, session: AsyncSession) -> None:
+    tenant = await make_tenant(session)
+    await allow_all_models(session, tenant.id)
+    key = await make_key(session, tenant.name)
+    headers = {"Authorization": f"Bearer {key.secret}"}
+    sent: set[str] = set()
+
+    async def one(number: int) -> None:
+        # A connection per request, so the kernel hands them to either worker.
+        async with httpx.AsyncClient(base_url=two_workers.base_url, timeout=10) as client:
+            request_id = f"workers-{number}"
+            response = await client.post(
+                "/api/chat",
+                json=chat("x", stream=False),
+                headers={**headers, "X-Request-ID": request_id},
+            )
+            assert response.status_code == 200
+            sent.add(request_id)
+
+    # Until both workers have served some (bounded), so a per-worker count would be short.
+    batch = 0
+    while len(_serving_pids(two_workers, sent)) < 2:
+        assert batch < 10, "every request went to one worker"
+        await asyncio.gather(*(one(batch * 10 + i) for i in range(10)))
+        batch += 1
+        two_workers.log.wait_for_count('"event":"request"', len(sent), timeout=5)
+
+    for _ in range(6):  # each scrape may be answered by either worker
+        async with httpx.AsyncClient(base_url=two_workers.base_url, timeout=10) as client:
+            after = await scrape(client)
+        assert after.value(REQUESTS, route="/api/chat", outcome="ok") == len(sent)
+        completion = after.value(
+            "neuronetz_tokens_total", direction="completion", tenant=tenant.name
+        )
+        assert completion == 5 * len(sent)
+        assert after.value("neuronetz_in_flight_requests") == 0
