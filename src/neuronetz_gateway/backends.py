@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.notify import ChangeHandlers, ChangeListener
 from neuronetz_gateway.db.poll import SqlitePoller
-from neuronetz_gateway.limits import Limiter, MemoryLimiter, RedisLimiter, UsageSource
+from neuronetz_gateway.limits import Limiter, MemoryLimiter, RedisLimiter, RespClient, UsageSource
 
 
 class ChangeFeed(Protocol):
@@ -36,7 +35,7 @@ def describe(settings: Settings) -> dict[str, str]:
     }
 
 
-def create_limiter(settings: Settings, redis: Redis | None, usage: UsageSource) -> Limiter:
+def create_limiter(settings: Settings, redis: RespClient | None, usage: UsageSource) -> Limiter:
     """`RedisLimiter` when Redis is configured, else the in-process `MemoryLimiter`."""
     lease = settings.concurrency_lease_seconds
     default_cap = settings.budget_default_max_output_tokens

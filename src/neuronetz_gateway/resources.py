@@ -5,13 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aiohttp
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.engine import create_engine
+from neuronetz_gateway.limits.resp import RespClient
 
 # Redis answers in well under a millisecond; a second without an answer means it is
 # gone, and the request fails closed (503) instead of waiting.
@@ -24,7 +22,7 @@ class Resources:
 
     settings: Settings
     engine: AsyncEngine
-    redis: Redis | None  # None in standalone mode: the limiter lives in this process
+    redis: RespClient | None  # None in standalone mode: the limiter lives in this process
     upstream: aiohttp.ClientSession
 
     async def aclose(self) -> None:
@@ -56,16 +54,10 @@ def create_upstream_session(settings: Settings) -> aiohttp.ClientSession:
     )
 
 
-def create_redis(redis_url: str) -> Redis:
-    """A Redis client that gives up fast: one immediate retry (a stale pooled connection
-    after a Redis restart), no back-off."""
-    return Redis.from_url(
-        redis_url,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-        health_check_interval=30,
-        retry=Retry(NoBackoff(), 1),
-    )
+def create_redis(redis_url: str) -> RespClient:
+    """The process's Redis client: one pipelined connection that gives up after
+    `REDIS_TIMEOUT_SECONDS` (the request then fails closed) and reconnects on next use."""
+    return RespClient(redis_url, timeout=REDIS_TIMEOUT_SECONDS)
 
 
 async def open_resources(settings: Settings) -> Resources:

@@ -25,6 +25,7 @@ from neuronetz_gateway.limits import (
     MemoryLimiter,
     PostgresUsageSource,
     RedisLimiter,
+    RespClient,
 )
 from neuronetz_gateway.limits.keys import KEY_NAMESPACE
 from neuronetz_gateway.limits.memory_store import MemoryStore
@@ -156,7 +157,7 @@ class Backend:
     name: str
     counters: Counters
     _make: Callable[[LimiterOptions], ScriptLimiter]
-    _clients: list[Redis] = field(default_factory=list)
+    _clients: list[RespClient] = field(default_factory=list)
 
     def limiter(self, **overrides: int) -> ScriptLimiter:
         return self._make(limiter_options(**overrides))
@@ -173,18 +174,19 @@ async def open_backend(name: str, engine: AsyncEngine, redis_url: str) -> AsyncI
             lambda options: MemoryLimiter(usage, store=store, **options),
         )
         return
-    clients: list[Redis] = []
+    clients: list[RespClient] = []
 
     def make(options: LimiterOptions) -> ScriptLimiter:
-        clients.append(Redis.from_url(redis_url))
+        clients.append(RespClient(redis_url))
         return RedisLimiter(clients[-1], usage, **options)
 
     inspector = Redis.from_url(redis_url)
     try:
         yield Backend(name, RedisCounters(inspector), make, clients)
     finally:
-        for client in [*clients, inspector]:
+        for client in clients:
             await client.aclose()
+        await inspector.aclose()
 
 
 async def delete_tenant_keys(redis: Redis, tenant_id: uuid.UUID) -> None:
@@ -232,10 +234,16 @@ def replicas(backend: Backend) -> list[ScriptLimiter]:
 
 
 @pytest.fixture
-def make_redis_limiter(engine: AsyncEngine) -> MakeRedisLimiter:
-    """Redis-only tests: a limiter on the given client."""
+async def make_redis_limiter(engine: AsyncEngine) -> AsyncIterator[MakeRedisLimiter]:
+    """Redis-only tests: a limiter on the given client (or a new one for a URL)."""
+    opened: list[RespClient] = []
 
-    def make(redis: Redis, **overrides: Any) -> RedisLimiter:
+    def make(redis: RespClient | str, **overrides: Any) -> RedisLimiter:
+        if isinstance(redis, str):
+            opened.append(RespClient(redis))
+            redis = opened[-1]
         return RedisLimiter(redis, PostgresUsageSource(engine), **limiter_options(**overrides))
 
-    return make
+    yield make
+    for client in opened:
+        await client.aclose()

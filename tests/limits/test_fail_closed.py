@@ -14,8 +14,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from neuronetz_gateway.auth.principal import LimitValues
 from neuronetz_gateway.db.engine import create_engine
@@ -25,6 +23,7 @@ from neuronetz_gateway.limits import (
     MemoryLimiter,
     PostgresUsageSource,
     RedisLimiter,
+    RespClient,
     Ticket,
 )
 from tests.limits.conftest import (
@@ -33,6 +32,7 @@ from tests.limits.conftest import (
     admission,
     limiter_options,
 )
+from tests.support.databases import REDIS_URL
 
 LIMITED = LimitValues(rpm=100, max_concurrent=10)
 
@@ -43,26 +43,20 @@ def unused_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def client_for(port: int) -> Redis:
-    """Short timeouts and no retries: redis-py's default retries would wait ~4 s."""
-    return Redis(
-        host="127.0.0.1",
-        port=port,
-        socket_connect_timeout=0.3,
-        socket_timeout=0.3,
-        retry=Retry(NoBackoff(), 0),
-    )
+def client_for(port: int) -> RespClient:
+    """A short timeout, so the tests are quick (the gateway's is one second)."""
+    return RespClient(f"redis://127.0.0.1:{port}/0", timeout=0.3)
 
 
 @pytest.fixture
-async def dead_redis() -> AsyncIterator[Redis]:
+async def dead_redis() -> AsyncIterator[RespClient]:
     client = client_for(unused_port())
     yield client
     await client.aclose()
 
 
 @pytest.fixture
-async def silent_redis() -> AsyncIterator[Redis]:
+async def silent_redis() -> AsyncIterator[RespClient]:
     """A server that accepts connections and never answers: the timeout path."""
 
     async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -78,7 +72,7 @@ async def silent_redis() -> AsyncIterator[Redis]:
 
 
 async def test_unreachable_redis_refuses_quickly(
-    make_redis_limiter: MakeRedisLimiter, dead_redis: Redis
+    make_redis_limiter: MakeRedisLimiter, dead_redis: RespClient
 ) -> None:
     limiter = make_redis_limiter(dead_redis)
     started = time.monotonic()
@@ -88,7 +82,7 @@ async def test_unreachable_redis_refuses_quickly(
 
 
 async def test_a_redis_that_does_not_answer_times_out_into_unavailable(
-    make_redis_limiter: MakeRedisLimiter, silent_redis: Redis
+    make_redis_limiter: MakeRedisLimiter, silent_redis: RespClient
 ) -> None:
     limiter = make_redis_limiter(silent_redis)
     started = time.monotonic()
@@ -98,9 +92,9 @@ async def test_a_redis_that_does_not_answer_times_out_into_unavailable(
 
 
 async def test_settle_and_refresh_report_an_unreachable_redis(
-    redis: Redis, make_redis_limiter: MakeRedisLimiter, dead_redis: Redis, tenant_id: uuid.UUID
+    make_redis_limiter: MakeRedisLimiter, dead_redis: RespClient, tenant_id: uuid.UUID
 ) -> None:
-    limiter = make_redis_limiter(redis)
+    limiter = make_redis_limiter(REDIS_URL)
     granted = await limiter.admit(admission(tenant_id, uuid.uuid4(), tenant=LIMITED))
     cut_off = make_redis_limiter(dead_redis)
 
@@ -120,8 +114,9 @@ async def test_unreadable_usage_refuses_instead_of_admitting_unmetered(
     dead_database = create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{unused_port()}/x")
     usage = PostgresUsageSource(dead_database)
     memory = MemoryLimiter(usage, **limiter_options())
+    client = RespClient(REDIS_URL)
     limiter: Limiter = (
-        memory if backend == "memory" else RedisLimiter(redis, usage, **limiter_options())
+        memory if backend == "memory" else RedisLimiter(client, usage, **limiter_options())
     )
     try:
         with pytest.raises(LimiterUnavailable):
@@ -130,12 +125,13 @@ async def test_unreadable_usage_refuses_instead_of_admitting_unmetered(
             )
     finally:
         await dead_database.dispose()
+        await client.aclose()
     assert [key async for key in redis.scan_iter(f"nz:lim:{{{tenant_id}}}:*")] == []
     assert list(memory.store.keys()) == []
 
 
 async def test_unlimited_requests_need_no_redis_at_all(
-    make_redis_limiter: MakeRedisLimiter, dead_redis: Redis
+    make_redis_limiter: MakeRedisLimiter, dead_redis: RespClient
 ) -> None:
     """The fast path: nothing limited, no round trip (a dead Redis proves it)."""
     limiter = make_redis_limiter(dead_redis)

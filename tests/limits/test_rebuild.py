@@ -206,7 +206,7 @@ async def test_the_admission_after_a_flush_uses_a_reloaded_script(
     make_redis_limiter: MakeRedisLimiter, redis13: Redis
 ) -> None:
     """EVALSHA gets NOSCRIPT after SCRIPT FLUSH (or a restart); the script is reloaded."""
-    limiter: RedisLimiter = make_redis_limiter(redis13)
+    limiter: RedisLimiter = make_redis_limiter(FLUSHABLE_REDIS_URL)
     tenant_id = uuid.uuid4()
     limits = LimitValues(rpm=10)
     await limiter.admit(admission(tenant_id, uuid.uuid4(), tenant=limits))

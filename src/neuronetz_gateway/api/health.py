@@ -81,8 +81,9 @@ class Readiness:
             await connection.execute(text("SELECT 1"))
 
     async def _redis(self) -> None:
-        if self.resources.redis is not None:
-            await self.resources.redis.ping()
+        redis = self.resources.redis
+        if redis is not None and await redis.execute("PING") != b"PONG":
+            raise RuntimeError("unexpected reply to PING")
 
     def _ollama(self, base_url: str) -> Check:
         async def check() -> None:

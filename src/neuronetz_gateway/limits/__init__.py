@@ -5,7 +5,8 @@ The pipeline builds an `AdmissionRequest`, calls `Limiter.admit()` before proxyi
 """
 
 from neuronetz_gateway.limits.memory import MemoryLimiter
-from neuronetz_gateway.limits.redis_limiter import RedisLimiter, create_limiter
+from neuronetz_gateway.limits.redis_limiter import RedisLimiter
+from neuronetz_gateway.limits.resp import RespClient, RespError
 from neuronetz_gateway.limits.types import (
     Admission,
     AdmissionRequest,
@@ -31,9 +32,10 @@ __all__ = [
     "RedisLimiter",
     "RefusalReason",
     "Refused",
+    "RespClient",
+    "RespError",
     "Scope",
     "Ticket",
     "UsageSource",
-    "create_limiter",
     "estimate_prompt_tokens",
 ]

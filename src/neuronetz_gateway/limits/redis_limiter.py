@@ -4,42 +4,66 @@ One script round trip admits a request, one settles it; a request with no limits
 all costs none. Budget counters missing from Redis are rebuilt from the `UsageSource`
 before the script uses them. Every failure to reach Redis or to rebuild a counter is
 `LimiterUnavailable`: the gateway fails closed, it never admits unmetered.
+
+The scripts run over `RespClient` (limits/resp.py), a pipelined client made for this
+hot path, with EVALSHA and a reload after NOSCRIPT (a Redis restart, `SCRIPT FLUSH`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
+import hiredis
 import structlog
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from neuronetz_gateway.config import Settings
 from neuronetz_gateway.limits import scripts
+from neuronetz_gateway.limits.resp import Reply, RespClient, RespError
 from neuronetz_gateway.limits.script_limiter import ScriptLimiter, ScriptName
 from neuronetz_gateway.limits.types import LimiterUnavailable
-from neuronetz_gateway.limits.usage_source import PostgresUsageSource, UsageSource
+from neuronetz_gateway.limits.usage_source import UsageSource
 
 log = structlog.get_logger(__name__)
+
+_SOURCES: dict[ScriptName, str] = {
+    "admit": scripts.ADMIT,
+    "settle": scripts.SETTLE,
+    "refresh": scripts.REFRESH,
+}
+
+
+def _is_noscript(reply: Reply) -> bool:
+    return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT")
 
 
 class RedisScripts:
     """The limiter's Lua scripts on one Redis (EVALSHA, reloaded after NOSCRIPT)."""
 
-    def __init__(self, redis: Redis) -> None:
-        self._scripts = {
-            "admit": redis.register_script(scripts.ADMIT),
-            "settle": redis.register_script(scripts.SETTLE),
-            "refresh": redis.register_script(scripts.REFRESH),
+    def __init__(self, client: RespClient) -> None:
+        self._client = client
+        self._shas = {
+            name: hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+            for name, source in _SOURCES.items()
         }
 
     async def run(self, script: ScriptName, keys: Sequence[str], args: Sequence[str]) -> object:
+        command = ("EVALSHA", self._shas[script], str(len(keys)), *keys, *args)
         try:
-            return await self._scripts[script](keys=keys, args=args)
-        except (RedisError, OSError, TimeoutError) as error:
-            log.error("limiter_unavailable", error=type(error).__name__)
+            reply = await self._client.execute(*command)
+            if _is_noscript(reply):
+                loaded = await self._client.execute("SCRIPT", "LOAD", _SOURCES[script])
+                if isinstance(loaded, hiredis.ReplyError):
+                    raise RespError("SCRIPT LOAD refused")
+                reply = await self._client.execute(*command)
+        except RespError as error:
+            log.error("limiter_unavailable", error=str(error))
             raise LimiterUnavailable("the rate-limit store is unavailable") from error
+        if isinstance(reply, hiredis.ReplyError):
+            # A script error is a bug or a Redis in trouble (OOM, read-only replica):
+            # either way nothing was decided, so nothing is admitted.
+            log.error("limiter_script_failed", script=script, error=str(reply)[:200])
+            raise LimiterUnavailable("the rate-limit store refused the script")
+        return reply
 
 
 class RedisLimiter(ScriptLimiter):
@@ -47,7 +71,7 @@ class RedisLimiter(ScriptLimiter):
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RespClient,
         usage_source: UsageSource,
         *,
         lease_seconds: int,
@@ -59,13 +83,3 @@ class RedisLimiter(ScriptLimiter):
             lease_seconds=lease_seconds,
             default_max_output_tokens=default_max_output_tokens,
         )
-
-
-def create_limiter(settings: Settings, redis: Redis, engine: AsyncEngine) -> RedisLimiter:
-    """The gateway's limiter, configured from `settings`."""
-    return RedisLimiter(
-        redis,
-        PostgresUsageSource(engine),
-        lease_seconds=settings.concurrency_lease_seconds,
-        default_max_output_tokens=settings.budget_default_max_output_tokens,
-    )
