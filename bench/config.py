@@ -20,7 +20,8 @@ class BenchConfig:
     stream_chunks: int = 100
     stream_interval_ms: float = 20.0
     stream_processes: int = 2
-    stream_ramp_seconds: float = 0.5
+    stream_ramp_seconds: float = 1.0
+    stream_warmup: int = 10
     memory_checkpoints: tuple[int, ...] = (10_000, 100_000)
     legit_rate: float = 200.0
     flood_rate: float = 1000.0
@@ -47,6 +48,7 @@ QUICK = replace(
     stream_chunks=10,
     stream_processes=1,
     stream_ramp_seconds=0.1,
+    stream_warmup=2,
     memory_checkpoints=(300, 600),
     legit_rate=50.0,
     flood_rate=100.0,

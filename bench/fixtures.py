@@ -68,7 +68,7 @@ def drop_database(admin_url: str, url: str) -> None:
     asyncio.run(drop())
 
 
-async def _create_key(database_url: str) -> BenchKey:
+async def _create_key(database_url: str, *, limited: bool) -> BenchKey:
     defaults = Settings(_env_file=None, database_url=database_url)
     hasher = KeyHasher(
         time_cost=defaults.argon2_time_cost,
@@ -79,18 +79,21 @@ async def _create_key(database_url: str) -> BenchKey:
     try:
         async with session_factory(engine)() as session:
             tenant = await tenants.create_tenant(session, f"bench-{uuid.uuid4().hex[:8]}")
-            update = LimitUpdate(values=GENEROUS, allow_all_models=True)
+            values = GENEROUS if limited else {}
+            update = LimitUpdate(values=values, allow_all_models=True)
             await set_tenant_limits(session, tenant.name, update)
             created = await keys.create_key(session, hasher, tenant_name=tenant.name, name="bench")
-            await set_key_limits(session, created.key.prefix, LimitUpdate(values=GENEROUS))
+            if limited:
+                await set_key_limits(session, created.key.prefix, LimitUpdate(values=values))
             return BenchKey(secret=created.secret, prefix=created.key.prefix, tenant_id=tenant.id)
     finally:
         await engine.dispose()
 
 
-def create_key(database_url: str) -> BenchKey:
-    """A tenant allowed every model, and its key, both with generous limits."""
-    return asyncio.run(_create_key(database_url))
+def create_key(database_url: str, *, limited: bool = True) -> BenchKey:
+    """A tenant allowed every model, and its key, both with generous limits (or, for
+    calibration, none at all: then the limiter skips Redis)."""
+    return asyncio.run(_create_key(database_url, limited=limited))
 
 
 def delete_redis_keys(redis_url: str, tenant_id: uuid.UUID) -> int:

@@ -34,6 +34,17 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by `pid` and its direct children (granian's
+    worker runs under its supervisor), from /proc/<pid>/stat."""
+    total = 0
+    for process in (pid, *children_of(pid)):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def children_of(pid: int) -> list[int]:
     """Direct children of `pid` (e.g. granian's worker under its supervisor)."""
     found: list[int] = []

@@ -48,6 +48,7 @@ class Target:
     name: str
     port: int
     authorization: str | None = None
+    pid: int | None = None  # the serving process, for CPU accounting
 
     @property
     def headers(self) -> dict[str, str]:

@@ -49,6 +49,7 @@ class Run:
         self.results: dict[str, Any] = {}
         self.database_url = ""
         self.key: fixtures.BenchKey | None = None
+        self.free_key: fixtures.BenchKey | None = None
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -63,6 +64,7 @@ class Run:
         self.exit.callback(fixtures.drop_database, config.admin_database_url, self.database_url)
         self.key = fixtures.create_key(self.database_url)
         self.exit.callback(fixtures.delete_redis_keys, config.redis_url, self.key.tenant_id)
+        self.free_key = fixtures.create_key(self.database_url, limited=False)
 
     def gateway(
         self, upstream: str, server: Server = Server.UVICORN, name: str = "gateway"
@@ -73,7 +75,13 @@ class Run:
 
     def gateway_target(self, service: Service, name: str = "gateway") -> Target:
         assert self.key is not None
-        return Target(name, service.port, f"Bearer {self.key.secret}")
+        return Target(name, service.port, f"Bearer {self.key.secret}", service.pid)
+
+    def unlimited_target(self, service: Service) -> Target:
+        """The same gateway with a key that has no limits: no Redis on its path."""
+        assert self.free_key is not None
+        authorization = f"Bearer {self.free_key.secret}"
+        return Target("gateway-nolimits", service.port, authorization, service.pid)
 
     # -- the run ------------------------------------------------------------------------
 
@@ -93,7 +101,7 @@ class Run:
                 self.workdir, chunks=config.stream_chunks, interval_ms=config.stream_interval_ms
             )
         )
-        direct = Target("direct", stub.port)
+        direct = Target("direct", stub.port, pid=stub.pid)
         self.results["stub_check"] = timed(
             "stub direct (capacity check)",
             lambda: wrk.run(
@@ -102,9 +110,9 @@ class Run:
         )
         bare_service = self.service(stack.start_bare(self.workdir, stub.base_url))
         gateway_service = self.gateway(stub.base_url)
-        bare = Target("bare", bare_service.port)
+        bare = Target("bare", bare_service.port, pid=bare_service.pid)
         gateway = self.gateway_target(gateway_service)
-        targets = [direct, bare, gateway]
+        targets = [direct, bare, gateway, self.unlimited_target(gateway_service)]
         self._sequential_and_throughput(targets, self.results)
         self.results["profile"] = timed("profile", lambda: self._profile(gateway_service, gateway))
         self.results["streams"] = timed(
@@ -169,6 +177,16 @@ class Run:
         rss_before = memory.settled_rss(gateway.pid, config.settle_seconds)
         out: dict[str, Any] = {}
         for name, target in targets.items():
+            # Warm-up: the first streams of a key pay for cold budget counters and new
+            # upstream connections, which is not what this scenario measures.
+            streams.run(
+                target.port,
+                target.request(NATIVE_CHAT, stream=True),
+                streams=config.stream_warmup,
+                processes=1,
+                ramp_seconds=0.0,
+                timeout_seconds=30 + config.stream_chunks * config.stream_interval_ms / 1000,
+            )
             out[name] = streams.run(
                 target.port,
                 target.request(NATIVE_CHAT, stream=True),
@@ -202,8 +220,9 @@ class Run:
         gateway_service = self.gateway(stub.base_url, Server.GRANIAN)
         targets = [
             direct,
-            Target("bare", bare_service.port),
+            Target("bare", bare_service.port, pid=bare_service.pid),
             self.gateway_target(gateway_service),
+            self.unlimited_target(gateway_service),
         ]
         granian: dict[str, Any] = {}
         self._sequential_and_throughput(targets, granian)

@@ -20,9 +20,18 @@ def sequential_table(data: dict[str, Any]) -> str:
             rows.append([
                 endpoint, name, _ms(latency["p50"]), _ms(latency["p99"]),
                 _ms(latency["p50"] - direct["p50"]), _ms(latency["p99"] - direct["p99"]),
-                str(result["errors"]),
+                str(result.get("cpu_us_per_request") or "-"), str(result["errors"]),
             ])  # fmt: skip
-    header = ["endpoint", "target", "p50 ms", "p99 ms", "+p50 ms", "+p99 ms", "errors"]
+    header = [
+        "endpoint",
+        "target",
+        "p50 ms",
+        "p99 ms",
+        "+p50 ms",
+        "+p99 ms",
+        "CPU us/req",
+        "errors",
+    ]
     return table(header, rows)
 
 
@@ -31,11 +40,15 @@ def throughput_table(data: dict[str, Any]) -> str:
     for connections, per_target in data.items():
         for name, result in per_target.items():
             latency = result["latency_ms"]
+            cpu = result.get("cpu_us_per_request")
+            share = result.get("cpu_share")
             rows.append([
                 connections, name, f"{result['rps']:,.0f}", _ms(latency["p50"]),
-                _ms(latency["p99"]), str(result["errors"]),
+                _ms(latency["p99"]), str(cpu or "-"), f"{share:.0%}" if share else "-",
+                str(result["errors"]),
             ])  # fmt: skip
-    return table(["conns", "target", "req/s", "p50 ms", "p99 ms", "errors"], rows)
+    header = ["conns", "target", "req/s", "p50 ms", "p99 ms", "CPU us/req", "CPU", "errors"]
+    return table(header, rows)
 
 
 def streams_table(data: dict[str, Any]) -> str:
