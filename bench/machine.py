@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import subprocess
 import time
 from importlib import metadata
@@ -26,6 +27,41 @@ def busy_share(seconds: float = 1.0) -> float:
     total, idle = _cpu_times()
     elapsed = total - total_before
     return 1.0 - (idle - idle_before) / elapsed if elapsed else 0.0
+
+
+def _own_cpu_seconds() -> float:
+    """CPU used by this process and its children that have been waited for."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class CpuWindow:
+    """How busy the machine was while the run ran, and how much of that was the run.
+
+    What is neither the run's processes nor idle is Redis, Postgres and whatever else
+    shares the machine (another developer's test suite makes every number noisy).
+    """
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.total, self.idle = _cpu_times()
+        self.own = _own_cpu_seconds()
+
+    def close(self) -> dict[str, float]:
+        """Shares of all CPUs over the window; call after every child was waited for."""
+        total, idle = _cpu_times()
+        elapsed = total - self.total
+        wall = time.monotonic() - self.started
+        cpus = os.cpu_count() or 1
+        busy = 1.0 - (idle - self.idle) / elapsed if elapsed else 0.0
+        own = (_own_cpu_seconds() - self.own) / (wall * cpus) if wall else 0.0
+        return {
+            "wall_seconds": round(wall, 1),
+            "machine_busy_share": round(busy, 3),
+            "bench_processes_share": round(own, 3),
+            "redis_postgres_and_others_share": round(max(0.0, busy - own), 3),
+        }
 
 
 def _cpu_model() -> str:

@@ -55,6 +55,16 @@ def _package(frame: str) -> str:
     return path.split("/", 1)[0] if "/" in path else path
 
 
+def merge_lines(collapsed: str) -> str:
+    """The same stacks with line numbers dropped and identical stacks summed."""
+    merged: Counter[str] = Counter()
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rstrip().rpartition(" ")
+        if stack and count_text.isdigit():
+            merged[";".join(_function(frame) for frame in stack.split(";"))] += int(count_text)
+    return "".join(f"{stack} {count}\n" for stack, count in merged.most_common())
+
+
 def analyse(collapsed: str, top: int = 30) -> dict[str, Any]:
     """Self, inclusive and per-package shares (% of busy samples) of collapsed stacks."""
     own: Counter[str] = Counter()

@@ -78,9 +78,7 @@ def memory_table(memory: dict[str, Any], streams: dict[str, Any]) -> str:
     for reading in memory["after"].values():
         rows.append([f"after {reading['requests']:,} requests", f"{reading['rss_kib'] / 1024:.1f}"])
     if streams:
-        rows.append(
-            ["before streams (served scen. 1-2)", f"{streams['rss_before_kib'] / 1024:.1f}"]
-        )
+        rows.append(["stream gateway, before streams", f"{streams['rss_before_kib'] / 1024:.1f}"])
         peak = streams["gateway"]["peak_rss_kib"]
         rows.append(
             [f"peak with {streams['gateway']['streams']} open streams", f"{peak / 1024:.1f}"]
@@ -133,6 +131,14 @@ def smuggling_table(data: dict[str, Any]) -> str:
 def render(results: dict[str, Any]) -> str:
     """Every table of a run, targets first."""
     parts = ["== targets ==", checks_table(evaluate(results))]
+    cpu = results.get("meta", {}).get("cpu_during_run")
+    if cpu:
+        parts += [
+            "",
+            f"machine busy {cpu['machine_busy_share']:.0%} during the run: benchmark processes "
+            f"{cpu['bench_processes_share']:.0%}, Redis/Postgres/others "
+            f"{cpu['redis_postgres_and_others_share']:.0%}",
+        ]
     stub = results.get("stub_check")
     if stub:
         p99 = stub["latency_ms"]["p99"]

@@ -45,6 +45,7 @@ class WrkResult:
     seconds: float
     errors: int  # socket errors, timeouts and HTTP statuses >= 400
     non_2xx: int
+    breakdown: dict[str, int]
     p50_ms: float
     p90_ms: float
     p99_ms: float
@@ -63,6 +64,7 @@ class WrkResult:
             "rps": round(self.rps, 1),
             "errors": self.errors,
             "non_2xx": self.non_2xx,
+            "error_kinds": {kind: n for kind, n in self.breakdown.items() if n},
             "latency_ms": {
                 "p50": self.p50_ms,
                 "p90": self.p90_ms,
@@ -130,12 +132,14 @@ def parse(output: str) -> WrkResult:
             break
     else:
         raise RuntimeError(f"wrk printed no result:\n{output}")
-    errors = sum(data[name] for name in ("connect", "read", "write", "status", "timeout"))
+    kinds = {name: int(data[name]) for name in ("connect", "read", "write", "status", "timeout")}
+    errors = sum(kinds.values())
     return WrkResult(
         requests=data["requests"],
         seconds=data["duration_us"] / 1e6,
         errors=errors,
         non_2xx=data["status"],
+        breakdown=kinds,
         p50_ms=data["p50_us"] / 1000,
         p90_ms=data["p90_us"] / 1000,
         p99_ms=data["p99_us"] / 1000,

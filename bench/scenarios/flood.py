@@ -93,8 +93,10 @@ def run_flood(target: Target, prefix: str, rate: float, seconds: float) -> dict[
     """The flood, in whatever process calls it; every request has a fresh wrong key."""
     requests = _flood_requests(target, prefix, max(1, int(rate * seconds)))
     result = uvloop.run(open_loop(target.port, requests, rate, seconds))
+    answered = sum(result.statuses.values())
     return {
-        "sent": sum(result.statuses.values()),
+        "sent": answered + result.client_errors,
+        "answered_per_second": round(answered / seconds, 1),
         "statuses": {str(k): v for k, v in sorted(result.statuses.items())},
         "client_errors": result.client_errors,
         "dropped": result.dropped,

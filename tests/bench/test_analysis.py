@@ -97,3 +97,8 @@ def test_flood_keys_are_well_formed_and_wrong() -> None:
 )
 def test_smuggling_verdicts(statuses: list[int], closed: bool, verdict: str) -> None:
     assert smuggling._verdict(statuses, closed) == verdict
+
+
+def test_collapsed_stacks_merge_to_functions() -> None:
+    collapsed = "main (app.py:1);admit (limiter.py:5) 6\nmain (app.py:2);admit (limiter.py:9) 4\n"
+    assert profiling.merge_lines(collapsed) == "main (app.py);admit (limiter.py) 10\n"

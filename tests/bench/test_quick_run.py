@@ -36,6 +36,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         "direct": 0,
         "bare": 0,
         "gateway": 0,
+        "gateway-nolimits": 0,
     }
     assert sequential["gateway"]["latency_ms"]["count"] == 200
     assert results["throughput"]["32"]["gateway"]["requests"] > 0
