@@ -17,6 +17,20 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+# Where a request's time goes, by the function that owns it (inclusive, so nested
+# stages overlap). Settlement and the audit writer run in their own tasks.
+STAGES = (
+    ("ASGI app: middleware and pipeline", "RequestResponseCycle.run_asgi"),
+    ("  authenticate", "Authenticator.authenticate"),
+    ("  read and parse the body", "Pipeline._read_request"),
+    ("  admission (limiter, Redis)", "RedisLimiter.admit"),
+    ("  forward and relay (aiohttp)", "forward"),
+    ("  audit record (submit)", "GatewayRuntime.record"),
+    ("settlement (limiter, Redis)", "RedisLimiter.settle"),
+    ("audit writer (Postgres)", "AuditWriter._run"),
+    ("disconnect watcher", "Pipeline._watch"),
+)
+
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^:()]+)(?::\d+)?\)$")
 _PARKED = "concurrent/futures/thread.py:89"
 
@@ -68,6 +82,7 @@ def merge_lines(collapsed: str) -> str:
 def analyse(collapsed: str, top: int = 30) -> dict[str, Any]:
     """Self, inclusive and per-package shares (% of busy samples) of collapsed stacks."""
     own: Counter[str] = Counter()
+    stages: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     packages: Counter[str] = Counter()
     own_packages: Counter[str] = Counter()
@@ -84,6 +99,10 @@ def analyse(collapsed: str, top: int = 30) -> dict[str, Any]:
         functions = [_function(frame) for frame in frames]
         own[functions[-1]] += count
         own_packages[_package(frames[-1])] += count
+        names = {function.split(" (", 1)[0] for function in functions}
+        for label, name in STAGES:
+            if name in names:
+                stages[label] += count
         for function in set(functions):
             inclusive[function] += count
         for package in {_package(frame) for frame in frames}:
@@ -96,6 +115,7 @@ def analyse(collapsed: str, top: int = 30) -> dict[str, Any]:
         return {"samples": 0}
     return {
         "samples": total,
+        "stages": [(label, round(100.0 * stages[label] / total, 1)) for label, _ in STAGES],
         "self": shares(own, top),
         "inclusive": shares(inclusive, top * 2),
         "self_by_package": shares(own_packages, top),

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from bench import fixtures, machine, profiling, stack, tools, wrk
+from bench import fixtures, logs, machine, profiling, stack, tools, wrk
 from bench.config import BenchConfig
 from bench.processes import Service, rss_kib
 from bench.requests import NATIVE_CHAT, Target
@@ -255,4 +255,5 @@ def run(config: BenchConfig) -> dict[str, Any]:
         results = Run(config, exit_stack, workdir).execute()
         results["meta"]["logs"] = str(workdir)
     results["meta"]["cpu_during_run"] = window.close()
+    results["gateway_log_complaints"] = logs.gateway_complaints(workdir)
     return results

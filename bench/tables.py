@@ -107,11 +107,13 @@ def flood_table(data: dict[str, Any]) -> str:
 def profile_table(data: dict[str, Any], limit: int = 15) -> str:
     if not data.get("samples"):
         return "(no samples)"
+    rows = [[name, f"{share:.1f}"] for name, share in data.get("stages", [])]
+    stages = table(["stage (inclusive)", "% samples"], rows)
     rows = [[name, f"{share:.1f}"] for name, share in data["self"][:limit]]
     own = table(["function (self)", "% samples"], rows)
     rows = [[name, f"{share:.1f}"] for name, share in data["inclusive_by_package"][:limit]]
     packages = table(["package (inclusive)", "% samples"], rows)
-    return f"{own}\n\n{packages}"
+    return f"{stages}\n\n{own}\n\n{packages}"
 
 
 def smuggling_table(data: dict[str, Any]) -> str:
@@ -159,6 +161,16 @@ def render(results: dict[str, Any]) -> str:
         parts += ["", "== granian: 2 throughput ==", throughput_table(granian["throughput"])]
     if "smuggling" in results:
         parts += ["", "== request smuggling probes ==", smuggling_table(results["smuggling"])]
+    complaints = results.get("gateway_log_complaints", {})
+    rows = [
+        [log, event, str(n)] for log, events in complaints.items() for event, n in events.items()
+    ]
+    if rows:
+        parts += [
+            "",
+            "== gateway warnings and errors (from its log) ==",
+            table(["log", "event", "count"], rows),
+        ]
     if "profile" in results:
         profile = results["profile"]
         parts += [

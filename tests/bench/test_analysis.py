@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
-from bench import profiling, report, wrk
+from bench import logs, profiling, report, wrk
 from bench.scenarios import flood, smuggling
 from bench.stats import percentile, summary
 from neuronetz_gateway.auth.keys import is_well_formed
@@ -102,3 +103,32 @@ def test_smuggling_verdicts(statuses: list[int], closed: bool, verdict: str) -> 
 def test_collapsed_stacks_merge_to_functions() -> None:
     collapsed = "main (app.py:1);admit (limiter.py:5) 6\nmain (app.py:2);admit (limiter.py:9) 4\n"
     assert profiling.merge_lines(collapsed) == "main (app.py);admit (limiter.py) 10\n"
+
+
+def test_profile_stages_name_the_gateway_functions() -> None:
+    collapsed = (
+        "run (r.py:1);RequestResponseCycle.run_asgi (u.py:2);RedisLimiter.admit (l.py:3) 3\n"
+        "run (r.py:1);RedisLimiter.settle (l.py:9) 1\n"
+    )
+    stages = dict(profiling.analyse(collapsed)["stages"])
+    assert stages["ASGI app: middleware and pipeline"] == 75.0
+    assert stages["  admission (limiter, Redis)"] == 75.0
+    assert stages["settlement (limiter, Redis)"] == 25.0
+    assert stages["  authenticate"] == 0.0
+
+
+def test_gateway_log_complaints_are_counted(tmp_path: Path) -> None:
+    log = tmp_path / "gateway-uvicorn.log"
+    log.write_text(
+        '{"event":"limiter_unavailable","error":"MaxConnectionsError","level":"error"}\n'
+        '{"event":"limiter_unavailable","error":"MaxConnectionsError","level":"error"}\n'
+        '{"event":"gateway_started","level":"info"}\n'
+        "not json\n"
+        '{"event":"settlement_failed","level":"warning"}\n'
+    )
+    assert logs.gateway_complaints(tmp_path) == {
+        "gateway-uvicorn": {
+            "limiter_unavailable (MaxConnectionsError)": 2,
+            "settlement_failed": 1,
+        }
+    }
