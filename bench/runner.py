@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -129,11 +130,11 @@ class Run:
             ),
         )
         self.results["smuggling"] = {"uvicorn": smuggling.run(gateway_service.port)}
+        if config.granian:
+            timed("granian", lambda: self._granian(stub, direct, bare, gateway))
         gateway_service.stop()
         bare_service.stop()
         self.results["memory"] = timed("memory", lambda: self._memory(stub))
-        if config.granian:
-            timed("granian", lambda: self._granian(stub, direct))
         return self.results
 
     def _sequential_and_throughput(self, targets: list[Target], into: dict[str, Any]) -> None:
@@ -229,18 +230,21 @@ class Run:
         finally:
             service.stop()
 
-    def _granian(self, stub: Service, direct: Target) -> None:
+    def _granian(self, stub: Service, direct: Target, bare: Target, gateway: Target) -> None:
+        """Scenarios 1-2 on both servers in the same time window: the uvicorn processes
+        are still up, targets alternate, so the neighbours' load hits both alike."""
         bare_service = self.service(stack.start_bare(self.workdir, stub.base_url, Server.GRANIAN))
         gateway_service = self.gateway(stub.base_url, Server.GRANIAN)
         targets = [
             direct,
-            Target("bare", bare_service.port, pid=bare_service.pid),
-            self.gateway_target(gateway_service),
-            self.unlimited_target(gateway_service),
+            replace(bare, name="bare@uvicorn"),
+            Target("bare@granian", bare_service.port, pid=bare_service.pid),
+            replace(gateway, name="gateway@uvicorn"),
+            self.gateway_target(gateway_service, "gateway@granian"),
         ]
         granian: dict[str, Any] = {}
         self._sequential_and_throughput(targets, granian)
-        self.results["granian"] = granian
+        self.results["servers"] = granian
         self.results["smuggling"]["granian"] = smuggling.run(gateway_service.port)
         gateway_service.stop()
         bare_service.stop()

@@ -155,10 +155,18 @@ def render(results: dict[str, Any]) -> str:
         parts += ["", "== 4 memory ==", memory_table(results["memory"], results.get("streams", {}))]
     if "auth_flood" in results:
         parts += ["", "== 5 auth flood ==", flood_table(results["auth_flood"])]
-    granian = results.get("granian")
-    if granian:
-        parts += ["", "== granian: 1 sequential ==", sequential_table(granian["sequential"])]
-        parts += ["", "== granian: 2 throughput ==", throughput_table(granian["throughput"])]
+    servers = results.get("servers")
+    if servers:
+        parts += [
+            "",
+            "== uvicorn vs granian: 1 sequential ==",
+            sequential_table(servers["sequential"]),
+        ]
+        parts += [
+            "",
+            "== uvicorn vs granian: 2 throughput ==",
+            throughput_table(servers["throughput"]),
+        ]
     if "smuggling" in results:
         parts += ["", "== request smuggling probes ==", smuggling_table(results["smuggling"])]
     complaints = results.get("gateway_log_complaints", {})
