@@ -89,6 +89,8 @@ def evaluate(results: dict[str, Any]) -> list[Check]:
             load.info("gateway req/s", rps, "req/s")
             load.info("bare proxy req/s", bare, "req/s")
             load.info("gateway p99", _get(per_target, "gateway", "latency_ms", "p99"), "ms")
+            load.info("gateway errors", errors, "")
+            continue
         load.add("gateway errors", "0", errors, "", _at_most(0))
     streams = results.get("streams", {})
     if streams:
