@@ -38,7 +38,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
         "gateway": 0,
         "gateway-nolimits": 0,
     }
-    assert sequential["gateway"]["latency_ms"]["count"] == 200
+    assert sequential["gateway"]["latency_ms"]["count"] == 100
     assert results["throughput"]["32"]["gateway"]["requests"] > 0
     assert results["throughput"]["32"]["gateway"]["errors"] == 0
     streams = results["streams"]["gateway"]
