@@ -1,0 +1,32 @@
+"""`python -m bench [--quick] [--out DIR]`: run the benchmark, print tables, write JSON."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from bench import report, runner, tables
+from bench.config import FULL, QUICK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny run (smoke test, < 30 s)")
+    parser.add_argument("--out", type=Path, help="results directory (default bench/results)")
+    parser.add_argument("--no-granian", action="store_true", help="skip the granian comparison")
+    args = parser.parse_args(argv)
+    config = QUICK if args.quick else FULL
+    if args.out is not None:
+        config = replace(config, out_dir=args.out)
+    if args.no_granian:
+        config = replace(config, granian=False)
+    results = runner.run(config)
+    path = report.write(results, config.out_dir)
+    print(tables.render(results))
+    print(f"\nresults: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""How big a benchmark run is: the full run, or the quick one the smoke test uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    quick: bool = False
+    sequential_count: int = 2000
+    sequential_warmup: int = 200
+    connection_counts: tuple[int, ...] = (32, 256)
+    wrk_seconds: float = 10.0
+    wrk_warmup_seconds: float = 2.0
+    streams: int = 500
+    stream_chunks: int = 100
+    stream_interval_ms: float = 20.0
+    stream_processes: int = 2
+    stream_ramp_seconds: float = 1.0
+    stream_warmup: int = 10
+    memory_checkpoints: tuple[int, ...] = (10_000, 100_000)
+    legit_rate: float = 200.0
+    flood_rate: float = 1000.0
+    flood_seconds: float = 10.0
+    profile_seconds: float = 15.0
+    settle_seconds: float = 1.5
+    granian: bool = True
+    admin_database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    out_dir: Path = RESULTS_DIR
+
+
+FULL = BenchConfig()
+
+QUICK = replace(
+    FULL,
+    quick=True,
+    sequential_count=100,
+    sequential_warmup=20,
+    connection_counts=(32,),
+    wrk_seconds=1.0,
+    wrk_warmup_seconds=0.0,
+    streams=20,
+    stream_chunks=10,
+    stream_processes=1,
+    stream_ramp_seconds=0.1,
+    stream_warmup=0,
+    memory_checkpoints=(300, 600),
+    legit_rate=50.0,
+    flood_rate=100.0,
+    flood_seconds=0.5,
+    profile_seconds=1.0,
+    settle_seconds=0.2,
+    granian=False,
+)

@@ -1,0 +1,264 @@
+"""One benchmark run from start to end: set up, every scenario in order, clean up.
+
+Order matters and is fixed: the stub is measured direct first (it must not be the
+bottleneck); the uvicorn gateway then serves scenarios 1, 2, the profile, 3, 5 and
+the smuggling probes; a fresh gateway process serves the memory scenario (a leak
+check on a process that already held 500 streams would measure the allocator's
+high-water mark, not a leak); the granian servers come last.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from bench import fixtures, logs, machine, profiling, stack, tools, wrk
+from bench.config import BenchConfig
+from bench.processes import Service, rss_kib
+from bench.requests import NATIVE_CHAT, Target
+from bench.scenarios import flood, memory, sequential, smuggling, streams, throughput
+from bench.stack import Server
+
+BUSY_WARNING = 0.15
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def timed[T](label: str, work: Callable[[], T]) -> T:
+    started = time.monotonic()
+    say(f"-- {label} ...")
+    result = work()
+    say(f"   {label}: {time.monotonic() - started:.1f} s")
+    return result
+
+
+class Run:
+    def __init__(self, config: BenchConfig, stack_: ExitStack, workdir: Path) -> None:
+        self.config = config
+        self.exit = stack_
+        self.workdir = workdir
+        self.results: dict[str, Any] = {}
+        self.database_url = ""
+        self.key: fixtures.BenchKey | None = None
+        self.free_key: fixtures.BenchKey | None = None
+
+    # -- set-up -------------------------------------------------------------------------
+
+    def service(self, service: Service) -> Service:
+        self.exit.callback(service.stop)
+        return service
+
+    def prepare(self) -> None:
+        config = self.config
+        self.database_url = fixtures.create_database(config.admin_database_url)
+        self.results["meta"]["database"] = make_url(self.database_url).database
+        self.exit.callback(fixtures.drop_database, config.admin_database_url, self.database_url)
+        self.key = fixtures.create_key(self.database_url)
+        self.exit.callback(fixtures.delete_redis_keys, config.redis_url, self.key.tenant_id)
+        self.free_key = fixtures.create_key(self.database_url, limited=False)
+
+    def gateway(
+        self, upstream: str, server: Server = Server.UVICORN, name: str = "gateway"
+    ) -> Service:
+        assert self.key is not None
+        env = stack.gateway_environment(self.database_url, self.config.redis_url, upstream)
+        return self.service(stack.start_gateway(self.workdir, env, self.key, server, name))
+
+    def gateway_target(self, service: Service, name: str = "gateway") -> Target:
+        assert self.key is not None
+        return Target(name, service.port, f"Bearer {self.key.secret}", service.pid)
+
+    def unlimited_target(self, service: Service) -> Target:
+        """The same gateway with a key that has no limits: no Redis on its path."""
+        assert self.free_key is not None
+        authorization = f"Bearer {self.free_key.secret}"
+        return Target("gateway-nolimits", service.port, authorization, service.pid)
+
+    # -- the run ------------------------------------------------------------------------
+
+    def execute(self) -> dict[str, Any]:
+        config = self.config
+        self.results["meta"] = machine.describe() | {
+            "quick": config.quick,
+            "config": {k: v for k, v in vars(config).items() if k not in ("out_dir",)},
+            "busy_share_before": round(machine.busy_share(0.2 if config.quick else 1.0), 3),
+        }
+        busy = self.results["meta"]["busy_share_before"]
+        if busy > BUSY_WARNING:
+            say(f"warning: the machine is {busy:.0%} busy before the run: results will be noisy")
+        timed("database, tenant, key", self.prepare)
+        stub = self.service(
+            stack.start_stub(
+                self.workdir, chunks=config.stream_chunks, interval_ms=config.stream_interval_ms
+            )
+        )
+        direct = Target("direct", stub.port, pid=stub.pid)
+        self.results["stub_check"] = timed(
+            "stub direct (capacity check)",
+            lambda: wrk.run(
+                direct, NATIVE_CHAT, connections=32, seconds=max(1.0, config.wrk_seconds / 2)
+            ).as_dict(),
+        )
+        bare_service = self.service(stack.start_bare(self.workdir, stub.base_url))
+        gateway_service = self.gateway(stub.base_url)
+        bare = Target("bare", bare_service.port, pid=bare_service.pid)
+        gateway = self.gateway_target(gateway_service)
+        targets = [direct, bare, gateway, self.unlimited_target(gateway_service)]
+        self._sequential_and_throughput(targets, self.results)
+        self.results["profile"] = timed("profile", lambda: self._profile(gateway_service, gateway))
+        self.results["streams"] = timed("streams", lambda: self._streams(stub, bare_service))
+        assert self.key is not None
+        prefix = self.key.prefix
+        self.results["auth_flood"] = timed(
+            "auth flood",
+            lambda: flood.run(
+                gateway,
+                prefix,
+                legit_rate=config.legit_rate,
+                flood_rate=config.flood_rate,
+                seconds=config.flood_seconds,
+            ),
+        )
+        self.results["smuggling"] = {"uvicorn": smuggling.run(gateway_service.port)}
+        if config.granian:
+            timed("granian", lambda: self._granian(stub, direct, bare, gateway))
+        gateway_service.stop()
+        bare_service.stop()
+        self.results["memory"] = timed("memory", lambda: self._memory(stub))
+        return self.results
+
+    def _sequential_and_throughput(self, targets: list[Target], into: dict[str, Any]) -> None:
+        config = self.config
+        into["sequential"] = timed(
+            "sequential",
+            lambda: sequential.run(
+                targets, count=config.sequential_count, warmup=config.sequential_warmup
+            ),
+        )
+        into["throughput"] = timed(
+            "throughput (wrk)",
+            lambda: throughput.run(
+                targets,
+                connection_counts=config.connection_counts,
+                seconds=config.wrk_seconds,
+                warmup_seconds=config.wrk_warmup_seconds,
+            ),
+        )
+
+    def _profile(self, service: Service, target: Target) -> dict[str, Any]:
+        """py-spy on the gateway while wrk holds 32 connections (not a measured run)."""
+        seconds = self.config.profile_seconds
+        output = self.config.out_dir / "profile-raw.txt"
+        output.parent.mkdir(parents=True, exist_ok=True)
+        sampler = profiling.record(service.pid, seconds, output)
+        load = wrk.run(target, NATIVE_CHAT, connections=32, seconds=seconds + 1)
+        sampler.wait(timeout=seconds + 60)
+        if not output.exists():
+            return {"samples": 0}
+        collapsed = output.read_text()
+        # Kept per function, not per line: a twentieth of the size, still a flame graph.
+        output.write_text(profiling.merge_lines(collapsed))
+        analysis = profiling.analyse(collapsed)
+        return analysis | {"rps_while_sampled": round(load.rps, 1), "collapsed": output.name}
+
+    def _streams(self, stub: Service, bare: Service) -> dict[str, Any]:
+        """Scenario 3 against a fresh gateway process, so that its RSS before the streams
+        is not the high-water mark of the throughput runs (Python keeps freed arenas)."""
+        gateway = self.gateway(stub.base_url, name="gateway-streams")
+        try:
+            return self._stream_runs(stub, bare, gateway)
+        finally:
+            gateway.stop()
+
+    def _stream_runs(self, stub: Service, bare: Service, gateway: Service) -> dict[str, Any]:
+        config = self.config
+        targets = {
+            "direct": Target("direct", stub.port),
+            "bare": Target("bare", bare.port),
+            "gateway": self.gateway_target(gateway),
+        }
+        out: dict[str, Any] = {}
+        rss_before = 0
+        for name, target in targets.items():
+            # Warm-up: the first streams of a key pay for cold budget counters and new
+            # upstream connections, which is not what this scenario measures.
+            if config.stream_warmup:
+                streams.run(
+                    target.port,
+                    target.request(NATIVE_CHAT, stream=True),
+                    streams=config.stream_warmup,
+                    processes=1,
+                    ramp_seconds=0.0,
+                    timeout_seconds=30 + config.stream_chunks * config.stream_interval_ms / 1000,
+                )
+            if name == "gateway":
+                rss_before = memory.settled_rss(gateway.pid, config.settle_seconds)
+            out[name] = streams.run(
+                target.port,
+                target.request(NATIVE_CHAT, stream=True),
+                streams=config.streams,
+                processes=config.stream_processes,
+                ramp_seconds=config.stream_ramp_seconds,
+                timeout_seconds=30 + config.stream_chunks * config.stream_interval_ms / 1000,
+                sample_rss_of=gateway.pid if name == "gateway" else None,
+            )
+        peak = out["gateway"]["peak_rss_kib"]
+        out["rss_before_kib"] = rss_before
+        out["per_stream_kib"] = (peak - rss_before) / config.streams
+        return out
+
+    def _memory(self, stub: Service) -> dict[str, Any]:
+        service = self.gateway(stub.base_url, name="gateway-memory")
+        try:
+            startup = rss_kib(service.pid)
+            readings = memory.run(
+                service.pid,
+                self.gateway_target(service),
+                self.config.memory_checkpoints,
+                self.config.settle_seconds,
+            )
+            return readings | {"startup_kib": startup}
+        finally:
+            service.stop()
+
+    def _granian(self, stub: Service, direct: Target, bare: Target, gateway: Target) -> None:
+        """Scenarios 1-2 on both servers in the same time window: the uvicorn processes
+        are still up, targets alternate, so the neighbours' load hits both alike."""
+        bare_service = self.service(stack.start_bare(self.workdir, stub.base_url, Server.GRANIAN))
+        gateway_service = self.gateway(stub.base_url, Server.GRANIAN)
+        targets = [
+            direct,
+            replace(bare, name="bare@uvicorn"),
+            Target("bare@granian", bare_service.port, pid=bare_service.pid),
+            replace(gateway, name="gateway@uvicorn"),
+            self.gateway_target(gateway_service, "gateway@granian"),
+        ]
+        granian: dict[str, Any] = {}
+        self._sequential_and_throughput(targets, granian)
+        self.results["servers"] = granian
+        self.results["smuggling"]["granian"] = smuggling.run(gateway_service.port)
+        gateway_service.stop()
+        bare_service.stop()
+
+
+def run(config: BenchConfig) -> dict[str, Any]:
+    """Run every scenario; the results (not yet judged or written)."""
+    tools.ensure_wrk()
+    window = machine.CpuWindow()
+    with ExitStack() as exit_stack:
+        workdir = Path(tempfile.mkdtemp(prefix="nzgw-bench-"))
+        results = Run(config, exit_stack, workdir).execute()
+        results["meta"]["logs"] = str(workdir)
+    results["meta"]["cpu_during_run"] = window.close()
+    results["gateway_log_complaints"] = logs.gateway_complaints(workdir)
+    return results

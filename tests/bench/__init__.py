@@ -1,0 +1,1 @@
+"""Tests of the benchmark harness (the benchmark itself is `uv run just bench`)."""

@@ -1,0 +1,67 @@
+"""The harness end to end in its tiny mode, so it cannot rot between benchmark runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from neuronetz_gateway.db import migrate
+from tests.support.databases import ADMIN_DATABASE_URL
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(180)
+def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "== targets ==" in completed.stdout
+    results = json.loads((tmp_path / "latest.json").read_text())
+
+    sequential = results["sequential"]["/api/chat"]
+    assert {name: r["errors"] for name, r in sequential.items()} == {
+        "direct": 0,
+        "bare": 0,
+        "gateway": 0,
+        "gateway-nolimits": 0,
+    }
+    assert sequential["gateway"]["latency_ms"]["count"] == 100
+    assert results["throughput"]["32"]["gateway"]["requests"] > 0
+    assert results["throughput"]["32"]["gateway"]["errors"] == 0
+    streams = results["streams"]["gateway"]
+    assert (streams["completed"], streams["failed"]) == (20, 0)
+    assert streams["chunks"] == 20 * 11  # 10 content chunks and the final one, each stamped
+    assert results["memory"]["idle_kib"] > 0
+    counts = [reading["requests"] for reading in results["memory"]["after"].values()]
+    assert counts[0] >= 300
+    assert counts[1] >= 600
+    flood = results["auth_flood"]
+    assert flood["with_flood"]["statuses"].get("200", 0) > 0
+    assert set(flood["flood"]["statuses"]) <= {"401", "503"}
+    assert results["smuggling"]["uvicorn"]["two_content_lengths"]["verdict"] == "rejected"
+    assert results["profile"]["samples"] > 0
+    metrics = {check["metric"] for check in results["checks"]}
+    assert {"idle RSS", "added TTFB p99", "gateway req/s"} <= metrics
+    # The run cleans up after itself: its database is gone.
+    assert results["meta"]["database"] not in asyncio.run(_database_names())
+
+
+async def _database_names() -> set[str]:
+    connection = await asyncpg.connect(migrate.asyncpg_dsn(ADMIN_DATABASE_URL))
+    try:
+        return {row["datname"] for row in await connection.fetch("SELECT datname FROM pg_database")}
+    finally:
+        await connection.close()
