@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench import report, runner, tables
-from bench.config import FULL, QUICK
+from bench.config import FULL, QUICK, SCENARIOS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,12 +15,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny run (smoke test, < 30 s)")
     parser.add_argument("--out", type=Path, help="results directory (default bench/results)")
     parser.add_argument("--no-granian", action="store_true", help="skip the granian comparison")
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated scenarios to run, of: {', '.join(SCENARIOS)} (default: all)",
+    )
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
     if args.out is not None:
         config = replace(config, out_dir=args.out)
     if args.no_granian:
         config = replace(config, granian=False)
+    if args.only:
+        chosen = frozenset(name.strip() for name in args.only.split(",") if name.strip())
+        unknown = chosen - set(SCENARIOS)
+        if unknown:
+            parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+        config = replace(
+            config, scenarios=chosen, granian=config.granian and "throughput" in chosen
+        )
     results = runner.run(config)
     path = report.write(results, config.out_dir)
     print(tables.render(results))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SCENARIOS = ("sequential", "throughput", "profile", "streams", "flood", "smuggling", "memory")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,12 @@ class BenchConfig:
     admin_database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
     redis_url: str = "redis://127.0.0.1:6379/0"
     out_dir: Path = RESULTS_DIR
+    # Which scenarios run (all by default): `--only sequential,throughput` for quick
+    # iterations on one question; the tables show what ran.
+    scenarios: frozenset[str] = frozenset(SCENARIOS)
+
+    def runs(self, scenario: str) -> bool:
+        return scenario in self.scenarios
 
 
 FULL = BenchConfig()

@@ -115,45 +115,54 @@ class Run:
         gateway = self.gateway_target(gateway_service)
         targets = [direct, bare, gateway, self.unlimited_target(gateway_service)]
         self._sequential_and_throughput(targets, self.results)
-        self.results["profile"] = timed("profile", lambda: self._profile(gateway_service, gateway))
-        self.results["streams"] = timed("streams", lambda: self._streams(stub, bare_service))
+        if config.runs("profile"):
+            self.results["profile"] = timed(
+                "profile", lambda: self._profile(gateway_service, gateway)
+            )
+        if config.runs("streams"):
+            self.results["streams"] = timed("streams", lambda: self._streams(stub, bare_service))
         assert self.key is not None
         prefix = self.key.prefix
-        self.results["auth_flood"] = timed(
-            "auth flood",
-            lambda: flood.run(
-                gateway,
-                prefix,
-                legit_rate=config.legit_rate,
-                flood_rate=config.flood_rate,
-                seconds=config.flood_seconds,
-            ),
-        )
-        self.results["smuggling"] = {"uvicorn": smuggling.run(gateway_service.port)}
+        if config.runs("flood"):
+            self.results["auth_flood"] = timed(
+                "auth flood",
+                lambda: flood.run(
+                    gateway,
+                    prefix,
+                    legit_rate=config.legit_rate,
+                    flood_rate=config.flood_rate,
+                    seconds=config.flood_seconds,
+                ),
+            )
+        if config.runs("smuggling"):
+            self.results["smuggling"] = {"uvicorn": smuggling.run(gateway_service.port)}
         if config.granian:
             timed("granian", lambda: self._granian(stub, direct, bare, gateway))
         gateway_service.stop()
         bare_service.stop()
-        self.results["memory"] = timed("memory", lambda: self._memory(stub))
+        if config.runs("memory"):
+            self.results["memory"] = timed("memory", lambda: self._memory(stub))
         return self.results
 
     def _sequential_and_throughput(self, targets: list[Target], into: dict[str, Any]) -> None:
         config = self.config
-        into["sequential"] = timed(
-            "sequential",
-            lambda: sequential.run(
-                targets, count=config.sequential_count, warmup=config.sequential_warmup
-            ),
-        )
-        into["throughput"] = timed(
-            "throughput (wrk)",
-            lambda: throughput.run(
-                targets,
-                connection_counts=config.connection_counts,
-                seconds=config.wrk_seconds,
-                warmup_seconds=config.wrk_warmup_seconds,
-            ),
-        )
+        if config.runs("sequential"):
+            into["sequential"] = timed(
+                "sequential",
+                lambda: sequential.run(
+                    targets, count=config.sequential_count, warmup=config.sequential_warmup
+                ),
+            )
+        if config.runs("throughput"):
+            into["throughput"] = timed(
+                "throughput (wrk)",
+                lambda: throughput.run(
+                    targets,
+                    connection_counts=config.connection_counts,
+                    seconds=config.wrk_seconds,
+                    warmup_seconds=config.wrk_warmup_seconds,
+                ),
+            )
 
     def _profile(self, service: Service, target: Target) -> dict[str, Any]:
         """py-spy on the gateway while wrk holds 32 connections (not a measured run)."""

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from neuronetz_gateway.auth.principal import LimitValues
-from neuronetz_gateway.limits import Limiter, Refused, estimate_prompt_tokens
+from neuronetz_gateway.limits import Limiter, Refused, estimate_prompt_tokens, script_limiter
 from tests.limits.conftest import DEFAULT_MAX_OUTPUT, NOW, Counters, admission, used_and_reserved
 
 
@@ -229,11 +229,11 @@ async def test_settling_twice_counts_once(
 async def test_a_resent_admission_reserves_only_once(
     limiter: Limiter, tenant_id: uuid.UUID, counters: Counters, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """redis-py re-sends a command after a timeout; the script may then run twice for
+    """A client that re-sends a command whose reply was lost runs the script twice for
     one admission id. The second run must not reserve again."""
     budget = LimitValues(total_tokens=1000)
-    key_id, admission_id = uuid.uuid4(), uuid.uuid4()
-    monkeypatch.setattr(uuid, "uuid4", lambda: admission_id)
+    key_id, admission_id = uuid.uuid4(), uuid.uuid4().hex
+    monkeypatch.setattr(script_limiter, "new_admission_id", lambda: admission_id)
 
     first = await limiter.admit(admission(tenant_id, key_id, tenant=budget))
     resent = await limiter.admit(admission(tenant_id, key_id, tenant=budget))

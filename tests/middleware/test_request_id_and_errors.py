@@ -8,10 +8,9 @@ from collections.abc import AsyncIterator
 import httpx
 import orjson
 import pytest
-from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from neuronetz_gateway.app import create_app
+from neuronetz_gateway.app import GatewayApp, create_app
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.middleware.error_guard import internal_error_body
 
@@ -19,7 +18,7 @@ SECRET_TEXT = "boom at /srv/neuronetz/secret.py host db-internal.example 10.1.2.
 
 
 @pytest.fixture
-def app(settings: Settings) -> FastAPI:
+def app(settings: Settings) -> GatewayApp:
     app = create_app(settings)
 
     async def explode() -> None:
@@ -27,13 +26,15 @@ def app(settings: Settings) -> FastAPI:
 
     # The route policy lets only the gateway's own endpoints reach the framework: put a
     # raising route in front of /metrics so the whole middleware stack is exercised.
-    app.router.routes.insert(0, APIRoute("/metrics", explode))
+    app.framework.router.routes.insert(0, APIRoute("/metrics", explode))
     return app
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
+async def client(app: GatewayApp) -> AsyncIterator[httpx.AsyncClient]:
+    # The framework answers with its last-resort handler and then re-raises for the
+    # server to log, as uvicorn does; the client sees only the response.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         yield client
 

@@ -14,7 +14,6 @@ raced with an eviction from caching what it loaded before the change.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import secrets
 import time
@@ -55,18 +54,17 @@ class _Entry:
     fresh_until: float  # monotonic
 
 
-def bearer_key(authorization: bytes | None) -> str | None:
-    """The key of a `Bearer` authorization header, or None for anything else."""
+def bearer_token(authorization: bytes | None) -> str | None:
+    """The token of a `Bearer` authorization header (not yet checked), or None."""
     if authorization is None:
         return None
-    scheme, _, key = authorization.partition(b" ")
-    if scheme.lower() != b"bearer" or not key:
+    scheme, _, token = authorization.partition(b" ")
+    if scheme.lower() != b"bearer" or not token:
         return None
     try:
-        text = key.decode("ascii")
+        return token.decode("ascii")
     except UnicodeDecodeError:
         return None
-    return text if is_well_formed(text) else None
 
 
 class Authenticator:
@@ -97,11 +95,11 @@ class Authenticator:
 
     async def authenticate(self, authorization: bytes | None) -> Principal:
         """The principal for the header, or a `GatewayError` (401, 403 or 503)."""
-        key = bearer_key(authorization)
+        key = bearer_token(authorization)
         if key is None:
             raise unauthorized()
         prefix = key[:DISPLAY_PREFIX_LENGTH]
-        digest = hmac.new(self._pepper, key.encode(), hashlib.sha256).digest()
+        digest = hmac.digest(self._pepper, key.encode(), "sha256")
         now = time.monotonic()
         entry = self._entries.get(prefix)
         if (
@@ -109,9 +107,13 @@ class Authenticator:
             and entry.fresh_until > now
             and hmac.compare_digest(entry.digest, digest)
         ):
+            # A cached digest belongs to a key that passed every check: the format and
+            # checksum need not be computed again.
             self.hits += 1
             return self._principal_of(entry)
         self.misses += 1
+        if not is_well_formed(key):
+            raise unauthorized()
         rejected_until = self._rejected.get(digest)
         if rejected_until is not None and rejected_until > now:
             raise unauthorized()

@@ -18,7 +18,7 @@ import hiredis
 import structlog
 
 from neuronetz_gateway.limits import scripts
-from neuronetz_gateway.limits.resp import Reply, RespClient, RespError
+from neuronetz_gateway.limits.resp import Reply, RespClient, RespError, pack_items
 from neuronetz_gateway.limits.script_limiter import ScriptLimiter, ScriptName
 from neuronetz_gateway.limits.types import LimiterUnavailable
 from neuronetz_gateway.limits.usage_source import UsageSource
@@ -36,25 +36,42 @@ def _is_noscript(reply: Reply) -> bool:
     return isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT")
 
 
+# Packed key lists are reused: a subject's key names repeat for a whole day.
+PACKED_KEYS_CACHE_SIZE = 4096
+
+
 class RedisScripts:
     """The limiter's Lua scripts on one Redis (EVALSHA, reloaded after NOSCRIPT)."""
 
     def __init__(self, client: RespClient) -> None:
         self._client = client
-        self._shas = {
-            name: hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+        self._heads = {
+            name: pack_items(
+                ("EVALSHA", hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest())
+            )
             for name, source in _SOURCES.items()
         }
+        self._packed_keys: dict[tuple[str, ...], bytes] = {}
+
+    def _keys(self, keys: tuple[str, ...]) -> bytes:
+        packed = self._packed_keys.get(keys)
+        if packed is None:
+            if len(self._packed_keys) >= PACKED_KEYS_CACHE_SIZE:
+                self._packed_keys.clear()
+            packed = pack_items((str(len(keys)), *keys))
+            self._packed_keys[keys] = packed
+        return packed
 
     async def run(self, script: ScriptName, keys: Sequence[str], args: Sequence[str]) -> object:
-        command = ("EVALSHA", self._shas[script], str(len(keys)), *keys, *args)
+        count = 3 + len(keys) + len(args)
+        parts = (self._heads[script], self._keys(tuple(keys)), pack_items(args))
         try:
-            reply = await self._client.execute(*command)
+            reply = await self._client.execute_packed(count, *parts)
             if _is_noscript(reply):
                 loaded = await self._client.execute("SCRIPT", "LOAD", _SOURCES[script])
                 if isinstance(loaded, hiredis.ReplyError):
                     raise RespError("SCRIPT LOAD refused")
-                reply = await self._client.execute(*command)
+                reply = await self._client.execute_packed(count, *parts)
         except RespError as error:
             log.error("limiter_unavailable", error=str(error))
             raise LimiterUnavailable("the rate-limit store is unavailable") from error

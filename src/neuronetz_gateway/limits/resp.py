@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import unquote, urlsplit
@@ -69,13 +70,18 @@ class RedisAddress:
         )
 
 
-def pack(args: tuple[bytes | str, ...]) -> bytes:
-    """One command in RESP2 (an array of bulk strings)."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode() if isinstance(arg, str) else arg
+def pack_items(items: Sequence[bytes | str]) -> bytes:
+    """Bulk strings in RESP2, without the array header (so parts can be cached)."""
+    out = []
+    for item in items:
+        data = item.encode() if isinstance(item, str) else item
         out.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(out)
+
+
+def pack(args: Sequence[bytes | str]) -> bytes:
+    """One command in RESP2 (an array of bulk strings)."""
+    return b"*%d\r\n" % len(args) + pack_items(args)
 
 
 class _Connection(asyncio.Protocol):
@@ -85,6 +91,7 @@ class _Connection(asyncio.Protocol):
         self._reader = hiredis.Reader()
         self._waiters: deque[asyncio.Future[Reply]] = deque()
         self._transport: asyncio.Transport | None = None
+        self._outgoing: list[bytes] = []
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -108,12 +115,21 @@ class _Connection(asyncio.Protocol):
                 waiter.set_exception(RespError("connection to Redis lost"))
 
     def send(self, payload: bytes) -> asyncio.Future[Reply]:
+        """Queue `payload`; commands sent in one turn of the loop go out in one write."""
         if self.lost or self._transport is None:
             raise RespError("not connected to Redis")
-        waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Reply] = loop.create_future()
         self._waiters.append(waiter)
-        self._transport.write(payload)
+        if not self._outgoing:
+            loop.call_soon(self._flush)
+        self._outgoing.append(payload)
         return waiter
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        if self._transport is not None and not self.lost:
+            self._transport.write(b"".join(outgoing) if len(outgoing) > 1 else outgoing[0])
 
     def close(self) -> None:
         # Lost from now on (the transport reports it only on a later loop turn), so no
@@ -134,11 +150,16 @@ class RespClient:
 
     async def execute(self, *args: bytes | str) -> Reply:
         """Send one command and return its reply (error replies included)."""
+        return await self.execute_packed(len(args), pack_items(args))
+
+    async def execute_packed(self, count: int, *parts: bytes) -> Reply:
+        """Send one command of `count` arguments given as already packed bulk strings
+        (`pack_items`), so a caller can reuse the packing of arguments that repeat."""
         connection = self._connection
         if connection is None or connection.lost:
             connection = await self._connect()
         try:
-            waiter = connection.send(pack(args))
+            waiter = connection.send(b"*%d\r\n%b" % (count, b"".join(parts)))
             async with asyncio.timeout(self._timeout):
                 return await waiter
         except TimeoutError:

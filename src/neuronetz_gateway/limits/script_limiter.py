@@ -11,14 +11,17 @@ replies, so everything a client sees is decided by the code here, once.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Literal, Protocol, cast
 
 import structlog
 
+from neuronetz_gateway.auth.principal import LimitValues
 from neuronetz_gateway.limits.decisions import (
     Failure,
     Subject,
@@ -41,6 +44,9 @@ log = structlog.get_logger(__name__)
 
 # A counter can vanish again between its rebuild and the re-run (a second flush).
 REBUILD_ATTEMPTS = 2
+# Key names and plans per (tenant, key, limits, day): every request of a key needs the
+# same ones, so they are built once. Cleared when full (a day has few distinct keys).
+TARGETS_CACHE_SIZE = 10_000
 
 ScriptName = Literal["admit", "settle", "refresh"]
 
@@ -62,6 +68,14 @@ class _Target:
     plan: SubjectPlan
 
 
+def new_admission_id() -> str:
+    """A random id naming one admission in every structure the scripts keep."""
+    return os.urandom(16).hex()
+
+
+_TargetsKey = tuple[uuid.UUID, uuid.UUID, LimitValues, LimitValues, date]
+
+
 class ScriptLimiter:
     """The `Limiter`: one script run per admission, one per settlement."""
 
@@ -77,6 +91,8 @@ class ScriptLimiter:
             raise ValueError("lease_seconds and default_max_output_tokens must be >= 1")
         self._scripts = scripts
         self._usage = usage_source
+        self._periods_cache: tuple[int, Periods] | None = None
+        self._targets_cache: dict[_TargetsKey, tuple[tuple[_Target, ...], tuple[str, ...]]] = {}
         self._lease_seconds = lease_seconds
         self._default_max_output_tokens = default_max_output_tokens
 
@@ -86,10 +102,9 @@ class ScriptLimiter:
             ticket = Ticket("", request.request_id, request.tenant_id)
             return Admission(ticket=ticket, output_cap=None, headers={})
 
-        periods = Periods.at(time.time() if request.now is None else request.now)
-        targets = _targets(request, periods)
-        admission_id = uuid.uuid4().hex
-        keys = [key for target in targets for key in target.plan.keys]
+        periods = self._periods(time.time() if request.now is None else request.now)
+        targets, keys = self._targets(request, periods)
+        admission_id = new_admission_id()
         state_ttl_ms = max(*periods.counter_ttls_ms(), 2 * self._lease_seconds * 1000)
         initial: dict[str, str] = {}
         args = self._admit_args(request, admission_id, periods, state_ttl_ms, targets, initial)
@@ -118,6 +133,7 @@ class ScriptLimiter:
             request_id=request.request_id,
             tenant_id=request.tenant_id,
             subjects=tuple(target.plan for target in targets),
+            keys=keys,
             reserved_tokens=reserved,
             lease_seconds=self._lease_seconds,
             state_ttl_ms=state_ttl_ms,
@@ -145,8 +161,7 @@ class ScriptLimiter:
         args: list[str] = [_clock(now), ticket.admission_id, str(real), str(len(ticket.subjects))]
         for plan in ticket.subjects:
             args += [_flag(plan.tpm), _flag(plan.live), *(_flag(b) for b in plan.budgets)]
-        keys = [key for plan in ticket.subjects for key in plan.keys]
-        await self._scripts.run("settle", keys, args)
+        await self._scripts.run("settle", ticket.keys, args)
         ticket.settled = True
 
     async def refresh(self, ticket: Ticket, *, now: float | None = None) -> None:
@@ -160,6 +175,36 @@ class ScriptLimiter:
         alive = await self._scripts.run("refresh", live, args)
         if int(cast(int, alive)) < len(live):
             log.warning("limiter_lease_lost", request_id=ticket.request_id)
+
+    def _periods(self, now: float) -> Periods:
+        """The periods of `now`, computed once per second (TTLs are then up to a second
+        long, against an hour of slack)."""
+        second = int(now)
+        cached = self._periods_cache
+        if cached is None or cached[0] != second:
+            cached = (second, Periods.at(now))
+            self._periods_cache = cached
+        return cached[1]
+
+    def _targets(
+        self, request: AdmissionRequest, periods: Periods
+    ) -> tuple[tuple[_Target, ...], tuple[str, ...]]:
+        """The request's subjects and their keys, built once per key, limits and day."""
+        cache_key = (
+            request.tenant_id,
+            request.key_id,
+            request.tenant_limits,
+            request.key_limits,
+            periods.day,
+        )
+        cached = self._targets_cache.get(cache_key)
+        if cached is None:
+            if len(self._targets_cache) >= TARGETS_CACHE_SIZE:
+                self._targets_cache.clear()
+            targets = tuple(_targets(request, periods))
+            keys = tuple(key for target in targets for key in target.plan.keys)
+            cached = self._targets_cache[cache_key] = (targets, keys)
+        return cached
 
     def _admit_args(
         self,

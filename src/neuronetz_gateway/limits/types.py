@@ -61,6 +61,7 @@ class Ticket:
     request_id: str
     tenant_id: uuid.UUID
     subjects: tuple[SubjectPlan, ...] = ()
+    keys: tuple[str, ...] = ()  # every subject's keys, in order (what settle passes)
     reserved_tokens: int = 0
     lease_seconds: int = 0
     state_ttl_ms: int = 0

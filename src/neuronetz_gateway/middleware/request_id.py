@@ -6,8 +6,8 @@ Pure ASGI so it wraps everything, error responses included. The id is stored in
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,7 +38,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _inbound_id(scope) or uuid.uuid4().hex
+        request_id = _inbound_id(scope) or os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         encoded = request_id.encode("ascii")
 
