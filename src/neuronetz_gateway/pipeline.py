@@ -224,6 +224,8 @@ class Pipeline:
             raise unavailable("rate limiting is temporarily unavailable") from None
 
     async def _settle(self, ticket: Ticket, usage: Usage) -> None:
+        if ticket.is_noop:
+            return  # nothing was counted: no task, no round trip
         # Shielded: a cancelled request (client gone) must still release its lease.
         settle = self.runtime.limiter.settle(ticket, usage.prompt_tokens, usage.completion_tokens)
         try:

@@ -290,3 +290,22 @@ async def test_accepting_turns_false_at_the_buffer_limit(
         assert audit.accepting
     finally:
         await audit.aclose()
+
+
+async def test_a_record_the_database_refuses_is_isolated_and_the_rest_written(
+    writer: AuditWriter, engine: AsyncEngine, key: KeyFixture
+) -> None:
+    """One corrupt record (here a tenant id that is no UUID, which COPY cannot encode)
+    must not stall auditing: the batch is split until the bad record is found."""
+    good = [record(key) for _ in range(4)]
+    bad = dataclasses.replace(record(key), tenant_id=cast(Any, "not-a-uuid"))
+    for item in (good[0], good[1], bad, good[2], good[3]):
+        writer.submit(item)
+    await writer.flush()
+
+    assert writer.depth == 0
+    assert writer.rejected == 1
+    assert await count_by_request_id(engine, [r.request_id for r in good]) == {
+        r.request_id: 1 for r in good
+    }
+    assert await count_by_request_id(engine, [bad.request_id]) == {}

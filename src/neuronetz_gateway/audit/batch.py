@@ -76,6 +76,9 @@ def is_content_error(error: BaseException) -> bool:
         if state is None:  # SQLite has no SQLSTATEs, only the DB-API error classes
             return isinstance(error, (sa.exc.IntegrityError, sa.exc.DataError))
         return state[:2] in ("22", "23")
+    direct = getattr(error, "sqlstate", None)  # asyncpg's own errors (the COPY path)
+    if isinstance(direct, str):
+        return direct[:2] in ("22", "23")
     return isinstance(error, (sa.exc.StatementError, TypeError, ValueError, UnicodeError))
 
 
@@ -140,10 +143,48 @@ _touch_keys = (
 )
 
 
+AUDIT_COLUMNS = (
+    "request_id",
+    "ts",
+    "tenant_id",
+    "key_id",
+    "method",
+    "route",
+    "model",
+    "status_code",
+    "outcome",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms",
+    "upstream_ms",
+    "client_ip",
+    "user_agent",
+)
+
+
+async def _insert_audit_rows(connection: AsyncConnection, records: list[AuditRecord]) -> None:
+    """The batch's `audit_log` rows: binary COPY on Postgres (an order of magnitude less
+    CPU per row than an INSERT through the ORM layer, on the loop requests share), an
+    executemany INSERT elsewhere."""
+    audit_rows = [rows.audit_row(r) for r in records]
+    if connection.dialect.name != "postgresql":
+        await connection.execute(sa.insert(_audit_log), audit_rows)
+        return
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection  # asyncpg's Connection, in this transaction
+    await driver.copy_records_to_table(
+        _audit_log.name,
+        records=[
+            tuple(row[name].value if name == "outcome" else row[name] for name in AUDIT_COLUMNS)
+            for row in audit_rows
+        ],
+        columns=AUDIT_COLUMNS,
+    )
+
+
 async def _write_rows(connection: AsyncConnection, records: list[AuditRecord]) -> None:
     dialect = connection.dialect.name
-    # executemany: asyncpg pipelines one prepared statement for all rows.
-    await connection.execute(sa.insert(_audit_log), [rows.audit_row(r) for r in records])
+    await _insert_audit_rows(connection, records)
     prompt_logs = [row for r in records if (row := rows.prompt_log_row(r)) is not None]
     if prompt_logs:
         await connection.execute(_prompt_log_insert(dialect), prompt_logs)

@@ -14,6 +14,7 @@ raced with an eviction from caching what it loaded before the change.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import secrets
 import time
@@ -78,7 +79,7 @@ class Authenticator:
         self._engine = engine
         self._verifier = verifier
         self._ttl = cache_ttl_seconds
-        self._pepper = secrets.token_bytes(32)
+        self._mac = hmac.new(secrets.token_bytes(32), digestmod=hashlib.sha256)
         self._entries: dict[str, _Entry] = {}
         self._rejected: dict[bytes, float] = {}
         # prefix -> (digest, key_hash) of a key that passed Argon2: survives cache drops,
@@ -99,7 +100,9 @@ class Authenticator:
         if key is None:
             raise unauthorized()
         prefix = key[:DISPLAY_PREFIX_LENGTH]
-        digest = hmac.digest(self._pepper, key.encode(), "sha256")
+        mac = self._mac.copy()  # keyed once: copying beats re-keying on every request
+        mac.update(key.encode())
+        digest = mac.digest()
         now = time.monotonic()
         entry = self._entries.get(prefix)
         if (

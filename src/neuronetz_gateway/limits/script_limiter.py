@@ -66,6 +66,20 @@ class _Target:
     subject: Subject
     key_id: uuid.UUID | None
     plan: SubjectPlan
+    limit_args: tuple[str, ...]  # the subject's six limits as admit.lua's ARGV
+
+
+@dataclass(frozen=True, slots=True)
+class _Clock:
+    """One second's periods and the TTL arguments of the scripts."""
+
+    second: int
+    periods: Periods
+    counter_ttls: tuple[str, ...]
+    state_ttl_ms: int
+
+
+_NO_REBUILT_COUNTERS = ("", "", "")
 
 
 def new_admission_id() -> str:
@@ -91,7 +105,7 @@ class ScriptLimiter:
             raise ValueError("lease_seconds and default_max_output_tokens must be >= 1")
         self._scripts = scripts
         self._usage = usage_source
-        self._periods_cache: tuple[int, Periods] | None = None
+        self._clock_cache: _Clock | None = None
         self._targets_cache: dict[_TargetsKey, tuple[tuple[_Target, ...], tuple[str, ...]]] = {}
         self._lease_seconds = lease_seconds
         self._default_max_output_tokens = default_max_output_tokens
@@ -102,19 +116,19 @@ class ScriptLimiter:
             ticket = Ticket("", request.request_id, request.tenant_id)
             return Admission(ticket=ticket, output_cap=None, headers={})
 
-        periods = self._periods(time.time() if request.now is None else request.now)
+        clock = self._clock_at(time.time() if request.now is None else request.now)
+        periods, state_ttl_ms = clock.periods, clock.state_ttl_ms
         targets, keys = self._targets(request, periods)
         admission_id = new_admission_id()
-        state_ttl_ms = max(*periods.counter_ttls_ms(), 2 * self._lease_seconds * 1000)
         initial: dict[str, str] = {}
-        args = self._admit_args(request, admission_id, periods, state_ttl_ms, targets, initial)
+        args = self._admit_args(request, admission_id, clock, targets, initial)
         reply = _items(await self._scripts.run("admit", keys, args))
         for _ in range(REBUILD_ATTEMPTS):
             if text(reply[0]) != "missing":
                 break
             missing = [text(item) for item in _items(reply[1])]
             initial = await self._rebuild(request, targets, periods, missing)
-            args = self._admit_args(request, admission_id, periods, state_ttl_ms, targets, initial)
+            args = self._admit_args(request, admission_id, clock, targets, initial)
             reply = _items(await self._scripts.run("admit", keys, args))
         if text(reply[0]) == "missing":
             log.error("limiter_rebuild_failed", tenant_id=str(request.tenant_id))
@@ -176,15 +190,22 @@ class ScriptLimiter:
         if int(cast(int, alive)) < len(live):
             log.warning("limiter_lease_lost", request_id=ticket.request_id)
 
-    def _periods(self, now: float) -> Periods:
-        """The periods of `now`, computed once per second (TTLs are then up to a second
-        long, against an hour of slack)."""
+    def _clock_at(self, now: float) -> _Clock:
+        """The periods of `now` and the TTL arguments derived from them, computed once
+        per second (TTLs are then up to a second long, against an hour of slack)."""
         second = int(now)
-        cached = self._periods_cache
-        if cached is None or cached[0] != second:
-            cached = (second, Periods.at(now))
-            self._periods_cache = cached
-        return cached[1]
+        cached = self._clock_cache
+        if cached is None or cached.second != second:
+            periods = Periods.at(now)
+            ttls = periods.counter_ttls_ms()
+            cached = _Clock(
+                second=second,
+                periods=periods,
+                counter_ttls=tuple(str(ttl) for ttl in ttls),
+                state_ttl_ms=max(*ttls, 2 * self._lease_seconds * 1000),
+            )
+            self._clock_cache = cached
+        return cached
 
     def _targets(
         self, request: AdmissionRequest, periods: Periods
@@ -210,8 +231,7 @@ class ScriptLimiter:
         self,
         request: AdmissionRequest,
         admission_id: str,
-        periods: Periods,
-        state_ttl_ms: int,
+        clock: _Clock,
         targets: Sequence[_Target],
         initial: dict[str, str],
     ) -> list[str]:
@@ -227,21 +247,16 @@ class ScriptLimiter:
             str(self._lease_seconds * 1000),
             str(max(0, request.prompt_estimate)),
             str(ceiling),
-            *(str(ttl) for ttl in periods.counter_ttls_ms()),
-            str(state_ttl_ms),
+            *clock.counter_ttls,
+            str(clock.state_ttl_ms),
             str(len(targets)),
         ]
         for index, target in enumerate(targets, start=1):
-            limits = target.subject.limits
-            args += [
-                _optional(limits.rpm),
-                _optional(limits.tpm),
-                _optional(limits.max_concurrent),
-                _optional(limits.daily_tokens),
-                _optional(limits.monthly_tokens),
-                _optional(limits.total_tokens),
-                *(initial.get(f"{index}:{period}", "") for period in (1, 2, 3)),
-            ]
+            args += target.limit_args
+            if initial:
+                args += [initial.get(f"{index}:{period}", "") for period in (1, 2, 3)]
+            else:
+                args += _NO_REBUILT_COUNTERS
         return args
 
     async def _rebuild(
@@ -276,10 +291,29 @@ def _targets(request: AdmissionRequest, periods: Periods) -> list[_Target]:
         (Subject("tenant", request.tenant_limits), None),
     ]
     return [
-        _Target(subject, key_id, _plan(subject, subject_keys(request.tenant_id, key_id, periods)))
+        _Target(
+            subject,
+            key_id,
+            _plan(subject, subject_keys(request.tenant_id, key_id, periods)),
+            _limit_args(subject.limits),
+        )
         for subject, key_id in candidates
         if not subject.limits.is_unlimited
     ]
+
+
+def _limit_args(limits: LimitValues) -> tuple[str, ...]:
+    return tuple(
+        _optional(value)
+        for value in (
+            limits.rpm,
+            limits.tpm,
+            limits.max_concurrent,
+            limits.daily_tokens,
+            limits.monthly_tokens,
+            limits.total_tokens,
+        )
+    )
 
 
 def _plan(subject: Subject, keys: SubjectKeys) -> SubjectPlan:
