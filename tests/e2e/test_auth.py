@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from neuronetz_gateway.auth.keys import checksum, generate_key
+from neuronetz_gateway.auth.throttle import PREFIX_BURST, PREFIX_PER_SECOND
 from neuronetz_gateway.db.tables import ApiKey, KeyStatus, Tenant, TenantStatus
 from tests.doubles.ollama import OllamaDouble
 from tests.e2e.conftest import BOTH_BACKENDS, Caller, allow_all_models, audit_rows
@@ -25,6 +28,19 @@ UNAUTHORIZED = {"error": "invalid API key"}
 def _wrong_secret(secret: str) -> str:
     body = secret[:11] + ("A" if secret[11] != "A" else "B") + secret[12:43]
     return body + checksum(body)
+
+
+def _wrong_secrets(secret: str, count: int) -> list[str]:
+    """`count` distinct well-formed keys under `secret`'s prefix, none of them right."""
+    keys = []
+    for position in range(11, 11 + count):
+        body = (
+            secret[:position]
+            + ("A" if secret[position] != "A" else "B")
+            + secret[position + 1 : 43]
+        )
+        keys.append(body + checksum(body))
+    return keys
 
 
 async def _status(client: httpx.AsyncClient, authorization: str | None) -> httpx.Response:
@@ -147,8 +163,6 @@ async def test_refusals_are_audited(caller: Caller, engine: AsyncEngine) -> None
 async def test_burst_with_a_new_key_is_served(
     session: AsyncSession, client: httpx.AsyncClient, count: int
 ) -> None:
-    import asyncio
-
     tenant = await make_tenant(session)
     await allow_all_models(session, tenant.id)
     key = await make_key(session, tenant.name)
@@ -157,3 +171,36 @@ async def test_burst_with_a_new_key_is_served(
         *(client.get("/api/tags", headers=headers) for _ in range(count))
     )
     assert {r.status_code for r in responses} == {200}
+
+
+async def test_a_flood_of_wrong_keys_under_one_prefix_is_throttled(
+    caller: Caller, session: AsyncSession, double: OllamaDouble
+) -> None:
+    """Distinct wrong keys under a real prefix: PREFIX_BURST are verified (401), the
+    rest refused with 503 before any lookup or Argon2; the right key is unaffected, and
+    so is a new key under another prefix (auth/throttle.py)."""
+    assert (await _status(caller.client, caller.auth["Authorization"])).status_code == 200
+    burst = int(PREFIX_BURST)
+    wrong = _wrong_secrets(caller.key.secret, burst + 10)
+    started = time.monotonic()
+    verified = [await _status(caller.client, f"Bearer {key}") for key in wrong[:burst]]
+    throttled = await asyncio.gather(
+        *(_status(caller.client, f"Bearer {key}") for key in wrong[burst:])
+    )
+    elapsed = time.monotonic() - started
+    assert [r.status_code for r in verified] == [401] * burst
+    assert all(r.json() == UNAUTHORIZED for r in verified)
+    refills = int(elapsed * PREFIX_PER_SECOND)  # tokens that came back meanwhile
+    refused = [r for r in throttled if r.status_code == 503]
+    assert len(refused) >= len(throttled) - refills
+    assert {r.status_code for r in throttled} <= {401, 503}
+    for response in refused:
+        assert response.json()["error"] == "too many failed authentication attempts; retry shortly"
+        assert int(response.headers["retry-after"]) >= 1
+        assert response.headers["x-request-id"]
+
+    assert (await _status(caller.client, caller.auth["Authorization"])).status_code == 200
+    other = await make_key(session, caller.key.tenant_name)
+    fresh = await _status(caller.client, f"Bearer {other.secret}")
+    assert fresh.status_code == 200
+    assert len(double.requests) == 3  # the right key twice, the new key once

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import math
 import secrets
 import time
 import uuid
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from neuronetz_gateway.auth import store
 from neuronetz_gateway.auth.keys import DISPLAY_PREFIX_LENGTH, is_well_formed
 from neuronetz_gateway.auth.principal import Principal
+from neuronetz_gateway.auth.throttle import FailureBudget
 from neuronetz_gateway.auth.verifier import KeyVerifier, VerifierSaturated
 from neuronetz_gateway.db.tables import KeyStatus, Outcome, TenantStatus
 from neuronetz_gateway.errors import GatewayError, unauthorized, unavailable
@@ -75,9 +77,11 @@ class Authenticator:
         verifier: KeyVerifier,
         *,
         cache_ttl_seconds: float,
+        failures: FailureBudget | None = None,
     ) -> None:
         self._engine = engine
         self._verifier = verifier
+        self._failures = failures or FailureBudget()
         self._ttl = cache_ttl_seconds
         self._mac = hmac.new(secrets.token_bytes(32), digestmod=hashlib.sha256)
         self._entries: dict[str, _Entry] = {}
@@ -156,11 +160,16 @@ class Authenticator:
         pending = self._inflight.get(digest)
         if pending is not None:
             return await asyncio.shield(pending)
+        charged = self._charge(prefix, digest)
         future: asyncio.Future[_Entry | None] = asyncio.get_running_loop().create_future()
         self._inflight[digest] = future
         try:
             result = await self._verify(key, prefix, digest)
+            if charged and result is not None:
+                self._failures.refund(prefix)
         except BaseException as error:
+            if charged:  # the check did not run to a verdict: not the key's failure
+                self._failures.refund(prefix)
             future.set_exception(error)
             future.exception()  # mark retrieved: waiters may be none
             raise
@@ -169,6 +178,26 @@ class Authenticator:
             return result
         finally:
             del self._inflight[digest]
+
+    def _charge(self, prefix: str, digest: bytes) -> bool:
+        """Take a failure token for a lookup + Argon2 under a known prefix (throttle.py),
+        or refuse with 503; False when no token is needed.
+
+        The key this process already verified under the prefix needs none (it skips
+        Argon2), and neither does an unknown prefix, whose lookups are bounded apart.
+        """
+        remembered = self._verified.get(prefix)
+        if remembered is not None and remembered[0] == digest:
+            return False
+        if self._prefixes is not None and prefix not in self._prefixes:
+            return False
+        wait = self._failures.acquire(prefix)
+        if wait > 0:
+            raise unavailable(
+                "too many failed authentication attempts; retry shortly",
+                retry_after=math.ceil(wait),
+            )
+        return True
 
     async def _verify(self, key: str, prefix: str, digest: bytes) -> _Entry | None:
         generation = self._generation
