@@ -9,6 +9,7 @@ high-water mark, not a leak); the granian servers come last.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from bench import fixtures, logs, machine, profiling, stack, tools, wrk
 from bench.config import BenchConfig
-from bench.processes import Service, rss_kib
+from bench.processes import Service, cpu_seconds, rss_kib
 from bench.requests import NATIVE_CHAT, Target
 from bench.scenarios import flood, memory, sequential, smuggling, streams, throughput
 from bench.stack import Server
@@ -192,8 +193,8 @@ class Run:
     def _stream_runs(self, stub: Service, bare: Service, gateway: Service) -> dict[str, Any]:
         config = self.config
         targets = {
-            "direct": Target("direct", stub.port),
-            "bare": Target("bare", bare.port),
+            "direct": Target("direct", stub.port, pid=stub.pid),
+            "bare": Target("bare", bare.port, pid=bare.pid),
             "gateway": self.gateway_target(gateway),
         }
         out: dict[str, Any] = {}
@@ -210,8 +211,11 @@ class Run:
                     ramp_seconds=0.0,
                     timeout_seconds=30 + config.stream_chunks * config.stream_interval_ms / 1000,
                 )
+            sampler = None
             if name == "gateway":
                 rss_before = memory.settled_rss(gateway.pid, config.settle_seconds)
+                sampler = self._sample_streams(gateway)
+            cpu_before = cpu_seconds(target.pid) if target.pid else 0.0
             out[name] = streams.run(
                 target.port,
                 target.request(NATIVE_CHAT, stream=True),
@@ -221,10 +225,37 @@ class Run:
                 timeout_seconds=30 + config.stream_chunks * config.stream_interval_ms / 1000,
                 sample_rss_of=gateway.pid if name == "gateway" else None,
             )
+            if target.pid and out[name]["chunks"]:
+                used = cpu_seconds(target.pid) - cpu_before
+                # Start-ups included: the CPU the serving process spent per chunk relayed.
+                out[name]["server_cpu_us_per_chunk"] = round(1e6 * used / out[name]["chunks"], 1)
+            if sampler is not None:
+                out["profile"] = self._stream_profile(sampler)
         peak = out["gateway"]["peak_rss_kib"]
         out["rss_before_kib"] = rss_before
         out["per_stream_kib"] = (peak - rss_before) / config.streams
         return out
+
+    def _sample_streams(self, gateway: Service) -> subprocess.Popen[bytes] | None:
+        """py-spy on the gateway for the ramp and the streams' first seconds: where the
+        time of stream starts and chunk relays goes (scenario 3's gaps)."""
+        if self.config.quick:
+            return None
+        seconds = self.config.stream_ramp_seconds + 2.0
+        return profiling.record(gateway.pid, seconds, self._stream_profile_path())
+
+    def _stream_profile_path(self) -> Path:
+        self.config.out_dir.mkdir(parents=True, exist_ok=True)
+        return self.config.out_dir / "profile-streams-raw.txt"
+
+    def _stream_profile(self, sampler: subprocess.Popen[bytes]) -> dict[str, Any]:
+        sampler.wait(timeout=60)
+        output = self._stream_profile_path()
+        if not output.exists():
+            return {"samples": 0}
+        collapsed = output.read_text()
+        output.write_text(profiling.merge_lines(collapsed))
+        return profiling.analyse(collapsed) | {"collapsed": output.name}
 
     def _memory(self, stub: Service) -> dict[str, Any]:
         service = self.gateway(stub.base_url, name="gateway-memory")

@@ -64,10 +64,11 @@ def streams_table(data: dict[str, Any]) -> str:
             _ms(result["gap_ms"].get("p50")), _ms(result["gap_ms"].get("p99")),
             f"{100 * result['merged_read_share']:.2f}",
             ",".join(f"{share:.0%}" for share in result["client_cpu_share"]),
+            str(result.get("server_cpu_us_per_chunk", "-")),
         ])  # fmt: skip
     header = [
         "target", "done", "chunks", "TTFB p50", "TTFB p99", "transit p50", "transit p99",
-        "gap p50", "gap p99", "merged %", "client CPU",
+        "gap p50", "gap p99", "merged %", "client CPU", "server µs/chunk",
     ]  # fmt: skip
     return table(header, rows)
 
@@ -185,5 +186,12 @@ def render(results: dict[str, Any]) -> str:
             "",
             f"== profile ({profile.get('samples', 0)} samples) ==",
             profile_table(profile),
+        ]
+    stream_profile = results.get("streams", {}).get("profile")
+    if stream_profile:
+        parts += [
+            "",
+            f"== profile during the streams ({stream_profile.get('samples', 0)} samples) ==",
+            profile_table(stream_profile),
         ]
     return "\n".join(parts)

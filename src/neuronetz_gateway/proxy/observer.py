@@ -14,7 +14,8 @@ import orjson
 from neuronetz_gateway.proxy.sanitize import sanitize_message
 from neuronetz_gateway.proxy.usage import Usage, native_usage, openai_usage
 
-_DONE_MARKS = (b'"done":true', b'"done": true')
+_DONE_TIGHT = b'"done":true'
+_DONE_SPACED = b'"done": true'
 _ERROR_MARK = b'"error"'
 _USAGE_MARK = b'"usage"'
 SSE_DONE = b"[DONE]"
@@ -33,10 +34,12 @@ class StreamObserver:
 
     def ndjson(self, block: bytes) -> bytes:
         """Complete lines in, lines to relay out (an error line is sanitised)."""
+        # Plain `in` tests, not a loop over marks: this runs once per relayed chunk.
         if (
             not self.collect_text
             and _ERROR_MARK not in block
-            and not any(mark in block for mark in _DONE_MARKS)
+            and _DONE_TIGHT not in block
+            and _DONE_SPACED not in block
         ):
             self.content_chunks += block.count(b"\n")
             return block
