@@ -47,8 +47,11 @@ class LoadResult:
 
 
 async def open_loop(port: int, requests: list[bytes], rate: float, seconds: float) -> LoadResult:
-    """Send `requests` (cycled) at `rate`/s for `seconds`; latency from the schedule."""
-    loop = asyncio.get_running_loop()
+    """Send `requests` (cycled) at `rate`/s for `seconds`; latency from the schedule.
+
+    Times come from `time.monotonic()`, not `loop.time()`: uvloop's clock has
+    millisecond resolution, too coarse for latencies of a few milliseconds.
+    """
     pool = ConnectionPool(port)
     result = LoadResult()
     tasks: set[asyncio.Task[None]] = set()
@@ -59,14 +62,14 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
         except (OSError, ConnectionError):
             result.client_errors += 1
             return
-        result.latency_ms.append((loop.time() - scheduled) * 1000.0)
+        result.latency_ms.append((time.monotonic() - scheduled) * 1000.0)
         result.statuses[status] += 1
 
-    start = loop.time() + 0.05
+    start = time.monotonic() + 0.05
     total = int(rate * seconds)
     for index, raw in zip(range(total), cycle(requests), strict=False):
         scheduled = start + index / rate
-        delay = scheduled - loop.time()
+        delay = scheduled - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         if len(tasks) >= MAX_IN_FLIGHT:

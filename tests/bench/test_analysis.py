@@ -107,14 +107,33 @@ def test_collapsed_stacks_merge_to_functions() -> None:
 
 def test_profile_stages_name_the_gateway_functions() -> None:
     collapsed = (
-        "run (r.py:1);RequestResponseCycle.run_asgi (u.py:2);RedisLimiter.admit (l.py:3) 3\n"
-        "run (r.py:1);RedisLimiter.settle (l.py:9) 1\n"
+        "run (r.py:1);RequestResponseCycle.run_asgi (u.py:2);ScriptLimiter.admit (l.py:3) 3\n"
+        "run (r.py:1);ScriptLimiter.settle (l.py:9) 1\n"
     )
     stages = dict(profiling.analyse(collapsed)["stages"])
     assert stages["ASGI app: middleware and pipeline"] == 75.0
     assert stages["  admission (limiter, Redis)"] == 75.0
     assert stages["settlement (limiter, Redis)"] == 25.0
     assert stages["  authenticate"] == 0.0
+
+
+def test_every_profile_stage_names_a_function_that_exists() -> None:
+    """A renamed function would silently turn its stage into 0 % of the profile."""
+    import uvicorn.protocols.http.httptools_impl as uvicorn_http
+
+    import neuronetz_gateway
+
+    package = Path(neuronetz_gateway.__file__).parent
+    sources = [p.read_text() for p in package.rglob("*.py")]
+    sources.append(Path(uvicorn_http.__file__).read_text())
+    for label, qualified in profiling.STAGES:
+        owner, _, function = qualified.rpartition(".")
+        defined = [
+            source
+            for source in sources
+            if f"def {function}(" in source and (not owner or f"class {owner}" in source)
+        ]
+        assert defined, f"{label}: no {qualified} in the gateway (or uvicorn)"
 
 
 def test_gateway_log_complaints_are_counted(tmp_path: Path) -> None:

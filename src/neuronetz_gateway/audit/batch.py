@@ -9,7 +9,9 @@ batch retried with the same id is written at most once, and retried until it is 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -154,9 +156,23 @@ async def _insert_audit_rows(connection: AsyncConnection, records: list[AuditRec
     driver: Any = raw.driver_connection  # asyncpg's Connection, in this transaction
     await driver.copy_records_to_table(
         _audit_log.name,
-        records=[rows.audit_copy_row(r) for r in records],
+        records=_copy_rows(records),
         columns=rows.AUDIT_COLUMNS,
     )
+
+
+COPY_SLICE_ROWS = 64
+
+
+async def _copy_rows(records: list[AuditRecord]) -> AsyncIterator[tuple[Any, ...]]:
+    """The COPY rows, yielding to the event loop between slices: building and encoding a
+    row costs ~30 µs of loop time, so a 1,000-row batch in one go would hold every
+    request for ~30 ms (measured as a doubled p99 under an auth flood, bench scenario 5).
+    """
+    for start in range(0, len(records), COPY_SLICE_ROWS):
+        for record in records[start : start + COPY_SLICE_ROWS]:
+            yield rows.audit_copy_row(record)
+        await asyncio.sleep(0)
 
 
 async def _write_rows(connection: AsyncConnection, records: list[AuditRecord]) -> None:

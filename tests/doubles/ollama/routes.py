@@ -8,7 +8,6 @@ behaviour knobs). Validation order and messages mirror Ollama's handlers.
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -132,7 +131,7 @@ def not_found(name: str) -> str:
     return f'model "{name}" not found, try pulling it first'
 
 
-def _body_error(call: Call, dialect: Dialect) -> Static | None:
+def body_error(call: Call, dialect: Dialect) -> Static | None:
     """The 400 for a body that is missing or not a JSON object, else None."""
     if isinstance(call.body, Mapping):
         return None
@@ -140,9 +139,9 @@ def _body_error(call: Call, dialect: Dialect) -> Static | None:
     return error(dialect, 400, message)
 
 
-def _checked_model(call: Call, dialect: Dialect, capability: str | None) -> Static | str:
+def checked_model(call: Call, dialect: Dialect, capability: str | None) -> Static | str:
     """The requested model name, or the error Ollama gives for the request."""
-    if bad := _body_error(call, dialect):
+    if bad := body_error(call, dialect):
         return bad
     model = call.body.get("model") or call.body.get("name")
     if not isinstance(model, str) or not model:
@@ -162,7 +161,7 @@ def _cap(value: Any) -> int | None:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
     """What the model "generates" for one request."""
 
     model: str
@@ -179,21 +178,21 @@ class _Plan:
         return "".join(self.tokens)
 
 
-def _plan(model: str, call: Call, cap: Any) -> _Plan:
+def plan_answer(model: str, call: Call, cap: Any) -> Plan:
     """Generate `completion_tokens` tokens, cut to `cap`; reaching the cap means `length`."""
     natural = max(0, call.behaviour.completion_tokens)
     limit = _cap(cap)
     count = natural if limit is None else min(natural, limit)
     reason = "length" if limit is not None and limit <= natural else "stop"
     tokens = wire.completion_tokens(count)
-    return _Plan(model, wire.count_prompt_tokens(call.body), tokens, reason)
+    return Plan(model, wire.count_prompt_tokens(call.body), tokens, reason)
 
 
 # -- native surface ---------------------------------------------------------
 
 
 def _native_generation(call: Call, kind: str) -> Reply:
-    model = _checked_model(call, Dialect.NATIVE, kind)
+    model = checked_model(call, Dialect.NATIVE, kind)
     if isinstance(model, Static):
         return model
     body = call.body
@@ -201,7 +200,9 @@ def _native_generation(call: Call, kind: str) -> Reply:
     if empty:
         return Static(200, wire.dumps(wire.native_load(kind, model)), wire.NATIVE_JSON)
     options = body.get("options")
-    plan = _plan(model, call, options.get("num_predict") if isinstance(options, Mapping) else None)
+    plan = plan_answer(
+        model, call, options.get("num_predict") if isinstance(options, Mapping) else None
+    )
     stream = body.get("stream") is not False  # stream defaults to true natively
     created = wire.now_rfc3339()
     frames = tuple(
@@ -231,7 +232,7 @@ def chat(call: Call) -> Reply:
 
 def embed(call: Call) -> Reply:
     """POST /api/embed: `input` is a string or a list of strings."""
-    model = _checked_model(call, Dialect.NATIVE, None)
+    model = checked_model(call, Dialect.NATIVE, None)
     if isinstance(model, Static):
         return model
     raw_input = call.body.get("input")
@@ -255,7 +256,7 @@ def embed(call: Call) -> Reply:
 
 def embeddings(call: Call) -> Reply:
     """POST /api/embeddings (legacy): one `prompt`, one vector; empty prompt, empty vector."""
-    model = _checked_model(call, Dialect.NATIVE, None)
+    model = checked_model(call, Dialect.NATIVE, None)
     if isinstance(model, Static):
         return model
     prompt = call.body.get("prompt")
@@ -265,7 +266,7 @@ def embeddings(call: Call) -> Reply:
 
 def show(call: Call) -> Reply:
     """POST /api/show with `model` (or the legacy `name`)."""
-    model = _checked_model(call, Dialect.NATIVE, None)
+    model = checked_model(call, Dialect.NATIVE, None)
     if isinstance(model, Static):
         return model
     return Static(200, wire.dumps(wire.show(model)), wire.NATIVE_JSON)
@@ -291,159 +292,3 @@ def version(call: Call) -> Reply:
 def root(call: Call) -> Reply:
     """GET and HEAD /."""
     return Static(200, b"Ollama is running", "text/plain; charset=utf-8")
-
-
-# -- OpenAI surface ---------------------------------------------------------
-
-
-def _openai_stream_options(body: Mapping[str, Any]) -> tuple[bool, bool]:
-    stream = body.get("stream") is True  # stream defaults to false on /v1
-    options = body.get("stream_options")
-    include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
-    return stream, include_usage
-
-
-def chat_completions(call: Call) -> Reply:
-    """POST /v1/chat/completions."""
-    if isinstance(call.body, Mapping) and not call.body.get("messages"):
-        return error(Dialect.OPENAI, 400, "[] is too short - 'messages'")
-    model = _checked_model(call, Dialect.OPENAI, "chat")
-    if isinstance(model, Static):
-        return model
-    plan = _plan(model, call, call.body.get("max_tokens"))
-    stream, include_usage = _openai_stream_options(call.body)
-    id_, created = f"chatcmpl-{call.next_id()}", int(time.time())
-    frames = tuple(
-        wire.sse_frame(wire.chat_chunk(id_, created, model, t, None)) for t in plan.tokens
-    )
-    tail = [wire.sse_frame(wire.chat_chunk(id_, created, model, "", plan.done_reason))]
-    if include_usage:
-        tail.append(wire.sse_frame(wire.chat_usage_chunk(id_, created, model, plan.counts)))
-    tail.append(wire.SSE_DONE)
-    whole = wire.chat_completion(id_, created, model, plan.text, plan.done_reason, plan.counts)
-    return Generation(
-        dialect=Dialect.OPENAI,
-        stream=stream,
-        content_type=wire.SSE if stream else wire.OPENAI_JSON,
-        whole=wire.dumps(whole),
-        frames=frames,
-        tail=tuple(tail),
-    )
-
-
-def completions(call: Call) -> Reply:
-    """POST /v1/completions; with include_usage Ollama puts zero usage on every chunk."""
-    if isinstance(call.body, Mapping) and not isinstance(call.body.get("prompt", ""), str):
-        return error(Dialect.OPENAI, 400, "invalid type for 'prompt': expected a string")
-    model = _checked_model(call, Dialect.OPENAI, "generate")
-    if isinstance(model, Static):
-        return model
-    plan = _plan(model, call, call.body.get("max_tokens"))
-    stream, include_usage = _openai_stream_options(call.body)
-    id_, created = f"cmpl-{call.next_id()}", int(time.time())
-    zero = wire.usage(0, 0) if include_usage else None
-
-    def chunk(text: str, finish: str | None) -> bytes:
-        return wire.sse_frame(wire.text_completion(id_, created, model, text, finish, zero))
-
-    tail = [chunk("", plan.done_reason)]
-    if include_usage:
-        last = wire.text_completion(id_, created, model, "", None, wire.usage(*plan.counts))
-        last["choices"] = []
-        tail.append(wire.sse_frame(last))
-    tail.append(wire.SSE_DONE)
-    whole = wire.text_completion(
-        id_, created, model, plan.text, plan.done_reason, wire.usage(*plan.counts)
-    )
-    return Generation(
-        dialect=Dialect.OPENAI,
-        stream=stream,
-        content_type=wire.SSE if stream else wire.OPENAI_JSON,
-        whole=wire.dumps(whole),
-        frames=tuple(chunk(t, None) for t in plan.tokens),
-        tail=tuple(tail),
-    )
-
-
-def openai_embeddings(call: Call) -> Reply:
-    """POST /v1/embeddings; `encoding_format` is `float` (default) or `base64`."""
-    if bad := _body_error(call, Dialect.OPENAI):
-        return bad
-    body = call.body
-    encoding = body.get("encoding_format") or "float"
-    if not isinstance(encoding, str) or encoding.lower() not in ("float", "base64"):
-        message = (
-            f"Invalid value for 'encoding_format' = {encoding}. "
-            "Supported values: ['float', 'base64']."
-        )
-        return error(Dialect.OPENAI, 400, message)
-    if body.get("input") is None or body.get("input") == []:
-        return error(Dialect.OPENAI, 400, "invalid input")
-    model = _checked_model(call, Dialect.OPENAI, None)
-    if isinstance(model, Static):
-        return model
-    inputs = [body["input"]] if isinstance(body["input"], str) else body["input"]
-    if not all(isinstance(i, str) for i in inputs):
-        return error(Dialect.OPENAI, 400, "invalid input type")
-    as_base64 = encoding.lower() == "base64"
-    data = []
-    for index, text in enumerate(inputs):
-        vector = wire.embedding_for(text)
-        encoded = wire.embedding_base64(vector) if as_base64 else vector
-        data.append({"object": "embedding", "embedding": encoded, "index": index})
-    prompt_tokens = wire.count_prompt_tokens(body)
-    answer = {
-        "object": "list",
-        "data": data,
-        "model": model,
-        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
-    }
-    return Static(200, wire.dumps(answer), wire.OPENAI_JSON)
-
-
-def openai_models(call: Call) -> Reply:
-    """GET /v1/models; `data` is null when no model is pulled."""
-    return Static(200, wire.dumps(wire.model_list(call.models)), wire.OPENAI_JSON)
-
-
-def openai_model(call: Call) -> Reply:
-    """GET /v1/models/{model}."""
-    name = call.path_model or ""
-    if find_model(call.models, name) is None:
-        return error(Dialect.OPENAI, 404, not_found(name))
-    return Static(200, wire.dumps(wire.model_object(name)), wire.OPENAI_JSON)
-
-
-_NATIVE, _OPENAI = Dialect.NATIVE, Dialect.OPENAI
-_MODEL_RUN = {"names_model": True, "runs_model": True}
-
-ROUTES: dict[tuple[str, str], Route] = {
-    ("GET", "/"): Route(root, _NATIVE),
-    ("HEAD", "/"): Route(root, _NATIVE),
-    ("GET", "/api/version"): Route(version, _NATIVE),
-    ("HEAD", "/api/version"): Route(version, _NATIVE),
-    ("GET", "/api/tags"): Route(tags, _NATIVE),
-    ("HEAD", "/api/tags"): Route(tags, _NATIVE),
-    ("GET", "/api/ps"): Route(ps, _NATIVE),
-    ("POST", "/api/generate"): Route(generate, _NATIVE, **_MODEL_RUN),
-    ("POST", "/api/chat"): Route(chat, _NATIVE, **_MODEL_RUN),
-    ("POST", "/api/embed"): Route(embed, _NATIVE, **_MODEL_RUN),
-    ("POST", "/api/embeddings"): Route(embeddings, _NATIVE, **_MODEL_RUN),
-    ("POST", "/api/show"): Route(show, _NATIVE, names_model=True),
-    ("POST", "/v1/chat/completions"): Route(chat_completions, _OPENAI, **_MODEL_RUN),
-    ("POST", "/v1/completions"): Route(completions, _OPENAI, **_MODEL_RUN),
-    ("POST", "/v1/embeddings"): Route(openai_embeddings, _OPENAI, **_MODEL_RUN),
-    ("GET", "/v1/models"): Route(openai_models, _OPENAI),
-}
-_MODEL_ROUTE = Route(openai_model, _OPENAI, names_model=True)
-_MODEL_PREFIX = "/v1/models/"
-
-
-def route_for(method: str, path: str) -> tuple[Route, str | None] | None:
-    """The route for a request and the model in its path, or None (a 404)."""
-    if route := ROUTES.get((method, path)):
-        return route, None
-    tail = path.removeprefix(_MODEL_PREFIX)
-    if method == "GET" and tail != path and tail and "/" not in tail:
-        return _MODEL_ROUTE, tail
-    return None

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import routes, wire
+from . import routes, table, wire
 from .behaviour import Behaviour
 from .recording import Entry, RecordedRequest, Recorder
 
@@ -199,7 +199,7 @@ class OllamaDouble(Behaviour):
     ) -> web.StreamResponse:
         if not routes.host_allowed(request.headers.get("Host")):
             return await self._send(request, entry, routes.Static(403))
-        found = routes.route_for(request.method, request.path)
+        found = table.route_for(request.method, request.path)
         if found is None:
             return await self._send(
                 request, entry, routes.Static(404, b"404 page not found", "text/plain")
