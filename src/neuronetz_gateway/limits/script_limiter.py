@@ -11,7 +11,6 @@ replies, so everything a client sees is decided by the code here, once.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from typing import Literal, Protocol, cast
 
 import structlog
 
+from neuronetz_gateway import ids
 from neuronetz_gateway.auth.principal import LimitValues
 from neuronetz_gateway.limits.decisions import (
     Failure,
@@ -84,7 +84,7 @@ _NO_REBUILT_COUNTERS = ("", "", "")
 
 def new_admission_id() -> str:
     """A random id naming one admission in every structure the scripts keep."""
-    return os.urandom(16).hex()
+    return ids.random_hex()
 
 
 _TargetsKey = tuple[uuid.UUID, uuid.UUID, LimitValues, LimitValues, date]

@@ -6,10 +6,11 @@ Pure ASGI so it wraps everything, error responses included. The id is stored in
 
 from __future__ import annotations
 
-import os
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from neuronetz_gateway.ids import random_hex
 
 _VALID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 HEADER = b"x-request-id"
@@ -38,7 +39,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _inbound_id(scope) or os.urandom(16).hex()
+        request_id = _inbound_id(scope) or random_hex()
         scope.setdefault("state", {})["request_id"] = request_id
         encoded = request_id.encode("ascii")
 
