@@ -309,3 +309,23 @@ async def test_a_record_the_database_refuses_is_isolated_and_the_rest_written(
         r.request_id: 1 for r in good
     }
     assert await count_by_request_id(engine, [bad.request_id]) == {}
+
+
+async def test_client_addresses_of_both_families_are_stored_as_inet(
+    writer: AuditWriter, engine: AsyncEngine, key: KeyFixture
+) -> None:
+    spellings = {
+        "198.51.100.23": "198.51.100.23",
+        "2001:db8::1": "2001:db8::1",
+        "2001:DB8:0:0:0:0:0:2": "2001:db8::2",
+        "fe80::1%eth0": "fe80::1",  # a zone id is not part of the address
+        "::ffff:192.0.2.1": "::ffff:192.0.2.1",
+    }
+    records = [record(key, client_ip=spelling) for spelling in spellings]
+    for item in records:
+        writer.submit(item)
+    await writer.flush()
+    rows = await audit_rows(engine, [r.request_id for r in records])
+    assert [row["client_ip"] for row in rows] == [
+        ipaddress.ip_address(stored) for stored in spellings.values()
+    ]
