@@ -4,36 +4,29 @@ It speaks just enough of the Postgres wire protocol to read each client message'
 and length: every `Sync` (extended protocol) or `Query` (simple protocol) message is one
 round trip. Connections are labelled with the `application_name` of their startup
 message, so a test can tell the gateway's LISTEN connection from its query pool.
-Runs in its own thread and event loop; the gateway connects to `url()`.
+The gateway connects to `url()`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
-import threading
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 from sqlalchemy.engine import make_url
+
+from tests.support.tcp_proxy import ThreadedTcpProxy, pipe, running
 
 SSL_REQUEST = 80877103
 GSS_REQUEST = 80877104
 
 
-class PostgresCountingProxy:
+class PostgresCountingProxy(ThreadedTcpProxy):
     def __init__(self, target_host: str = "127.0.0.1", target_port: int = 5432) -> None:
-        self.target = (target_host, target_port)
+        super().__init__(target_host, target_port)
         self.round_trips: Counter[str] = Counter()
         self.connections: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self.port = 0
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def url(self, database_url: str) -> str:
         """`database_url` rewritten to go through this proxy."""
@@ -47,40 +40,18 @@ class PostgresCountingProxy:
         with self._lock:
             return Counter(self.round_trips)
 
-    def start(self) -> None:
-        self._thread.start()
-        self._ready.wait(5)
-
-    def stop(self) -> None:
-        """Close every proxied connection (so no server session outlives the proxy)."""
-
-        async def shutdown() -> None:
-            if self._server is not None:
-                self._server.close()
-            for writer in list(self._writers):
-                writer.close()
-            self._loop.stop()
-
-        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(shutdown()))
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", 0)
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
-
-    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection(*self.target)
-        self._writers.update((client_w, server_w))
+    async def _handle(
+        self,
+        client_r: asyncio.StreamReader,
+        client_w: asyncio.StreamWriter,
+        server_r: asyncio.StreamReader,
+        server_w: asyncio.StreamWriter,
+    ) -> None:
         back: asyncio.Task[None] | None = None
         try:
             label = await self._startup(client_r, server_w, server_r, client_w)
             # Only now: during start-up this task reads the server's one-byte SSL answer.
-            back = asyncio.create_task(_pipe(server_r, client_w))
+            back = asyncio.create_task(pipe(server_r, client_w))
             with self._lock:
                 self.connections[label] += 1
             while True:
@@ -97,9 +68,6 @@ class PostgresCountingProxy:
         finally:
             if back is not None:
                 back.cancel()
-            server_w.close()
-            client_w.close()
-            self._writers.difference_update((client_w, server_w))
 
     async def _startup(
         self,
@@ -122,28 +90,11 @@ class PostgresCountingProxy:
             await client_w.drain()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
-
-
 def _application_name(parameters: bytes) -> str:
     parts = parameters.split(b"\x00")
     pairs = dict(zip(parts[0::2], parts[1::2], strict=False))
     return pairs.get(b"application_name", b"").decode() or "pool"
 
 
-@contextmanager
-def counting_proxy() -> Iterator[PostgresCountingProxy]:
-    proxy = PostgresCountingProxy()
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
+def counting_proxy() -> AbstractContextManager[PostgresCountingProxy]:
+    return running(PostgresCountingProxy())

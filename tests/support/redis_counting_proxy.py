@@ -2,29 +2,22 @@
 
 It reads the client side as RESP arrays (`*N` then N bulk strings), so pipelined
 commands count one by one. Only traffic through the proxy is counted: other clients of
-the shared Redis do not disturb a measurement. Runs in its own thread and event loop.
+the shared Redis do not disturb a measurement.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
+
+from tests.support.tcp_proxy import ThreadedTcpProxy, pipe, running
 
 
-class RedisCountingProxy:
+class RedisCountingProxy(ThreadedTcpProxy):
     def __init__(self, target_host: str = "127.0.0.1", target_port: int = 6379) -> None:
-        self.target = (target_host, target_port)
+        super().__init__(target_host, target_port)
         self.commands: Counter[str] = Counter()
-        self.port = 0
-        self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
@@ -33,34 +26,14 @@ class RedisCountingProxy:
         with self._lock:
             return Counter(self.commands)
 
-    def start(self) -> None:
-        self._thread.start()
-        self._ready.wait(5)
-
-    def stop(self) -> None:
-        async def shutdown() -> None:
-            if self._server is not None:
-                self._server.close()
-            for writer in list(self._writers):
-                writer.close()
-            self._loop.stop()
-
-        self._loop.call_soon_threadsafe(lambda: self._loop.create_task(shutdown()))
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", 0)
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
-
-    async def _handle(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection(*self.target)
-        self._writers.update((client_w, server_w))
-        back = asyncio.create_task(_pipe(server_r, client_w))
+    async def _handle(
+        self,
+        client_r: asyncio.StreamReader,
+        client_w: asyncio.StreamWriter,
+        server_r: asyncio.StreamReader,
+        server_w: asyncio.StreamWriter,
+    ) -> None:
+        back = asyncio.create_task(pipe(server_r, client_w))
         try:
             while True:
                 raw, name = await _read_command(client_r)
@@ -72,9 +45,6 @@ class RedisCountingProxy:
             pass
         finally:
             back.cancel()
-            server_w.close()
-            client_w.close()
-            self._writers.difference_update((client_w, server_w))
 
 
 async def _read_command(reader: asyncio.StreamReader) -> tuple[bytes, str]:
@@ -92,22 +62,5 @@ async def _read_command(reader: asyncio.StreamReader) -> tuple[bytes, str]:
     return b"".join(parts), name
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
-
-
-@contextmanager
-def redis_counting_proxy() -> Iterator[RedisCountingProxy]:
-    proxy = RedisCountingProxy()
-    proxy.start()
-    try:
-        yield proxy
-    finally:
-        proxy.stop()
+def redis_counting_proxy() -> AbstractContextManager[RedisCountingProxy]:
+    return running(RedisCountingProxy())
