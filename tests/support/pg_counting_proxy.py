@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 
 from sqlalchemy.engine import make_url
 
-from tests.support.tcp_proxy import ThreadedTcpProxy, pipe, running
+from tests.support.threaded_proxy import ThreadedTcpProxy, pipe, running
 
 SSL_REQUEST = 80877103
 GSS_REQUEST = 80877104

@@ -11,7 +11,7 @@ import asyncio
 from collections import Counter
 from contextlib import AbstractContextManager
 
-from tests.support.tcp_proxy import ThreadedTcpProxy, pipe, running
+from tests.support.threaded_proxy import ThreadedTcpProxy, pipe, running
 
 
 class RedisCountingProxy(ThreadedTcpProxy):
