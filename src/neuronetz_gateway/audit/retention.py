@@ -17,6 +17,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from neuronetz_gateway.background import cancel_and_wait
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.tables import AuditBatch, AuditLog, Base, PromptLog
 
@@ -141,9 +142,7 @@ class RetentionTask:
             return
         _, still_running = await asyncio.wait({self._task}, timeout=grace_seconds)
         if still_running:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while not self._stop.is_set():

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from neuronetz_gateway.audit.batch import Batch, BatchRejected, sqlstate, write_batch
 from neuronetz_gateway.audit.records import AuditRecord
 from neuronetz_gateway.audit.rows import utc
+from neuronetz_gateway.background import cancel_and_wait
 from neuronetz_gateway.config import Settings
 
 log = structlog.get_logger(__name__)
@@ -143,9 +144,7 @@ class AuditWriter:
             _, still_running = await asyncio.wait({self._task}, timeout=timeout)
             if still_running:
                 # Safe to interrupt even mid-COMMIT: the batch stays buffered with its id.
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+                await cancel_and_wait(self._task)
         attempt = 0
         while self._depth and (remaining := deadline - loop.time()) > 0:
             try:

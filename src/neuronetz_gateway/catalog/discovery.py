@@ -9,7 +9,6 @@ never empty the catalog.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
+from neuronetz_gateway.background import cancel_and_wait
 from neuronetz_gateway.catalog.models import Catalog, CatalogModel
 from neuronetz_gateway.catalog.sync import SyncResult, sync_catalog, sync_upstreams
 from neuronetz_gateway.config import Settings
@@ -237,11 +237,7 @@ class DiscoveryTask:
     async def aclose(self) -> None:
         """Stop the loop; waits for it to finish cancelling."""
         task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     async def run_once(self) -> SyncResult | None:
         """One cycle. None when discovery is disabled (the catalog was only reloaded);

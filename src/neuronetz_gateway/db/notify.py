@@ -19,6 +19,7 @@ import asyncpg
 import orjson
 import structlog
 
+from neuronetz_gateway.background import cancel_and_wait
 from neuronetz_gateway.db.migrate import asyncpg_dsn
 
 log = structlog.get_logger(__name__)
@@ -71,10 +72,7 @@ class ChangeListener:
         self._task = asyncio.create_task(self._run(), name="change-listener")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     def _notify(self, _connection: object, _pid: int, channel: str, payload: str) -> None:
         if channel == KEY_REVOKED:

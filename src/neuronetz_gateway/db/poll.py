@@ -16,13 +16,13 @@ Like the listener, the poller calls `on_reconnect` (drop every cache) whenever i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 
 import aiosqlite
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from neuronetz_gateway.background import cancel_and_wait
 from neuronetz_gateway.db.notify import ChangeHandlers
 from neuronetz_gateway.db.snapshot import Changes, diff, take_snapshot
 from neuronetz_gateway.db.sqlite import BUSY_TIMEOUT_MS, sqlite_path
@@ -56,10 +56,7 @@ class SqlitePoller:
         self._task = asyncio.create_task(self._run(), name="change-poller")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         backoff = self._interval

@@ -11,11 +11,11 @@ values from what they last wrote.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Protocol
 
 from prometheus_client import Counter
 
+from neuronetz_gateway.background import cancel_and_wait
 from neuronetz_gateway.observability import metrics
 
 SAMPLE_INTERVAL_SECONDS = 1.0
@@ -79,11 +79,8 @@ class MetricsSampler:
             self._task = asyncio.create_task(self._run(), name="metrics-sampler")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         self.sample()
 
     async def _run(self) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import aiohttp
 import structlog
 
+from neuronetz_gateway.background import cancel_and_wait
 from neuronetz_gateway.proxy.upstreams import Upstream, UpstreamPool
 
 log = structlog.get_logger(__name__)
@@ -56,11 +57,7 @@ class UpstreamProber:
 
     async def aclose(self) -> None:
         task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     async def probe_due(self) -> None:
         """Probe every server whose back-off has passed, concurrently."""
