@@ -20,7 +20,7 @@ from neuronetz_gateway.limits import Limiter, MemoryLimiter, RedisLimiter, RespC
 
 
 class ChangeFeed(Protocol):
-    """Delivers configuration changes other processes make (SPEC §3.3)."""
+    """Delivers configuration changes other processes make (docs/REFERENCE.md §3.3)."""
 
     async def start(self) -> None: ...
     async def aclose(self) -> None: ...

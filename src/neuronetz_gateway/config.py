@@ -1,4 +1,4 @@
-"""Settings: every SPEC §7 variable, read once from the environment (and `.env`).
+"""Settings: every docs/REFERENCE.md §7 variable, read once from the environment (and `.env`).
 
 No other module reads the environment. `load_settings()` turns a validation failure
 into `ConfigError` whose message is one line naming the variable, and never echoes the
@@ -52,7 +52,7 @@ def _check_http_url(url: str) -> str:
 
 
 class Settings(BaseSettings):
-    """The gateway's configuration (SPEC §7). Field names map to upper-case variables."""
+    """The gateway's configuration (REFERENCE.md §7). Field names map to upper-case variables."""
 
     model_config = SettingsConfigDict(
         env_file=".env",

@@ -47,7 +47,7 @@ class Exchange:
     disconnected: bool = False
     # Headers every response of this exchange carries (e.g. x-ratelimit-*).
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    # Prompt logging (SPEC §4.10): the request as sent and the response text as relayed.
+    # Prompt logging (REFERENCE.md §4.10): the request as sent and the response text as relayed.
     prompt_request: Any = None
     response_text: list[str] | None = None
 

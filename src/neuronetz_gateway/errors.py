@@ -1,4 +1,4 @@
-"""Gateway errors and the two error shapes of SPEC §4.9.
+"""Gateway errors and the two error shapes of docs/REFERENCE.md §4.9.
 
 A pipeline stage that refuses raises `GatewayError`; the edge renders it in the shape of
 the surface the client spoke to. Messages here are written by us, never copied from an
@@ -68,7 +68,7 @@ def error_body(
     type_: str | None = None,
     param: str | None = None,
 ) -> bytes:
-    """The JSON error body for `surface` (SPEC §4.9)."""
+    """The JSON error body for `surface` (docs/REFERENCE.md §4.9)."""
     if surface is Surface.NATIVE:
         return orjson.dumps({"error": message})
     return orjson.dumps(
@@ -99,7 +99,7 @@ def render(error: GatewayError, surface: Surface) -> bytes:
 
 
 def unauthorized() -> GatewayError:
-    """401 with one body for unknown, wrong, revoked and expired keys (SPEC §4.3)."""
+    """401 with one body for unknown, wrong, revoked and expired keys (docs/REFERENCE.md §4.3)."""
     return GatewayError(
         401,
         "invalid API key",
@@ -110,7 +110,7 @@ def unauthorized() -> GatewayError:
 
 
 def model_not_found(model: str) -> GatewayError:
-    """404 identical for unknown and ungranted models (SPEC §4.4)."""
+    """404 identical for unknown and ungranted models (docs/REFERENCE.md §4.4)."""
     shown = model if len(model) <= 128 else model[:128] + "…"
     return GatewayError(
         404, f'model "{shown}" not found', Outcome.NOT_FOUND, code="model_not_found", param="model"

@@ -1,4 +1,4 @@
-"""The gateway's ASGI entry: route policy first, then the pipeline (SPEC §4.2).
+"""The gateway's ASGI entry: route policy first, then the pipeline (docs/REFERENCE.md §4.2).
 
 Sits in front of the framework. Every request is classified from its raw path before
 anything else happens: blocked endpoints get 403 (no authentication, nothing

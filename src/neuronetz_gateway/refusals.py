@@ -1,4 +1,4 @@
-"""429s from the limiter's refusals (SPEC §4.5, §4.6), per surface."""
+"""429s from the limiter's refusals (docs/REFERENCE.md §4.5, §4.6), per surface."""
 
 from __future__ import annotations
 

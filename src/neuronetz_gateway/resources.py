@@ -33,7 +33,7 @@ class Resources:
 
 
 def create_upstream_session(settings: Settings) -> aiohttp.ClientSession:
-    """One pooled aiohttp session for every upstream request of this process (SPEC §2)."""
+    """One pooled aiohttp session for every upstream request of this process (REFERENCE.md §2)."""
     connector = aiohttp.TCPConnector(
         limit=settings.upstream_max_connections,
         limit_per_host=0,

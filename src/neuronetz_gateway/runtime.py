@@ -41,7 +41,7 @@ DRAIN_TIMEOUT_SECONDS = 5.0
 
 
 class BufferedUsageSource:
-    """Usage from Postgres plus what this process has not written yet (SPEC §4.6)."""
+    """Usage from Postgres plus what this process has not written yet (docs/REFERENCE.md §4.6)."""
 
     def __init__(self, database: PostgresUsageSource, audit: AuditWriter) -> None:
         self._database = database

@@ -1,4 +1,4 @@
-"""`set-prompt-logging`: prompt-log opt-in for existing keys (SPEC §4.10)."""
+"""`set-prompt-logging`: prompt-log opt-in for existing keys (docs/REFERENCE.md §4.10)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Key format (SPEC §4.3): shape, checksum, entropy-bearing parts, Argon2id hashing."""
+"""Key format (docs/REFERENCE.md §4.3): shape, checksum, entropy-bearing parts, Argon2id hashing."""
 
 from __future__ import annotations
 

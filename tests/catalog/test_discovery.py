@@ -1,4 +1,4 @@
-"""Model discovery (SPEC §4.8) against a real HTTP server and Postgres."""
+"""Model discovery (docs/REFERENCE.md §4.8) against a real HTTP server and Postgres."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CLI (SPEC §6): tenants and keys, --json, and one-line errors without tracebacks."""
+"""CLI (docs/REFERENCE.md §6): tenants and keys, --json, and one-line errors without tracebacks."""
 
 from __future__ import annotations
 

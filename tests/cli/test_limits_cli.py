@@ -1,4 +1,4 @@
-"""`set-limits` and `effective_limits` (SPEC §3.2 tenant_limits / key_limits, §6)."""
+"""`set-limits` and `effective_limits` (docs/REFERENCE.md §3.2 tenant_limits / key_limits, §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`neuronetz-gateway usage` (SPEC §6): usage_daily rows per day, key and model, totals."""
+"""`neuronetz-gateway usage` (REFERENCE.md §6): usage_daily rows per day, key and model, totals."""
 
 from __future__ import annotations
 

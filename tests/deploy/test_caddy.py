@@ -1,4 +1,4 @@
-"""The example Caddyfile keeps its promises (SPEC §5, §8): it validates, streams
+"""The example Caddyfile keeps its promises (docs/REFERENCE.md §5, §8): it validates, streams
 unbuffered, hides /metrics and /readyz, sets X-Forwarded-For to the client alone, bounds
 request bodies above the gateway's own limit, and times out headers but not streams."""
 

@@ -1,4 +1,4 @@
-"""The GitHub Actions workflow runs what SPEC §8 lists, against the services the test
+"""The GitHub Actions workflow runs what docs/REFERENCE.md §8 lists, against the services the test
 suite expects, with the same uv as the Dockerfile."""
 
 from __future__ import annotations

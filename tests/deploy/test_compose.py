@@ -1,4 +1,4 @@
-"""The compose files keep their promises (SPEC §2, §8): only Caddy faces the internet,
+"""The compose files keep their promises (docs/REFERENCE.md §2, §8): only Caddy faces the internet,
 Ollama is never published and sits on internal networks, secrets come from `.env`."""
 
 from __future__ import annotations

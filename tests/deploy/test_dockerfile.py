@@ -1,4 +1,4 @@
-"""The Dockerfile keeps its promises (SPEC §8): lint rules as code, and its build steps and
+"""The Dockerfile keeps its promises (REFERENCE.md §8): lint rules as code, and its build steps and
 HEALTHCHECK exercised on the host, since no Docker engine runs here."""
 
 from __future__ import annotations

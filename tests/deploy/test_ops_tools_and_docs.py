@@ -1,5 +1,5 @@
 """`.ci/install-ops-tools` is idempotent and quiet; the deployment guide names only files
-that exist, CLI commands of SPEC §6, and the stack's real variables."""
+that exist, CLI commands of docs/REFERENCE.md §6, and the stack's real variables."""
 
 from __future__ import annotations
 

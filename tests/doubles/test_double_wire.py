@@ -1,4 +1,4 @@
-"""The Ollama double speaks the wire format of SPEC §9: endpoints, generation,
+"""The Ollama double speaks the wire format of docs/REFERENCE.md §9: endpoints, generation,
 embeddings, the OpenAI layer and the Host check, driven by the official clients."""
 
 from __future__ import annotations

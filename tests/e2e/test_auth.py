@@ -1,4 +1,4 @@
-"""Authentication against a running gateway (SPEC §4.3), on both backends."""
+"""Authentication against a running gateway (docs/REFERENCE.md §4.3), on both backends."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""/healthz, /readyz and /metrics of a running gateway (SPEC §5).
+"""/healthz, /readyz and /metrics of a running gateway (docs/REFERENCE.md §5).
 
 Readiness is checked against dead ports for each dependency; nothing shared is stopped.
 """

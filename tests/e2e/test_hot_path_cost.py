@@ -1,4 +1,4 @@
-"""What one request costs in round trips (SPEC §2): 0 to Postgres, at most 2 to Redis.
+"""What one request costs in round trips (docs/REFERENCE.md §2): 0 to Postgres, at most 2 to Redis.
 
 Measured from outside the gateway: Postgres and Redis traffic each pass through a proxy
 that counts query round trips (Postgres, per connection) and commands (Redis, by name).

@@ -1,5 +1,5 @@
 """Rate limits, concurrency and budgets across two real gateway processes sharing Redis
-(SPEC §4.5, §4.6): exact global limits, inheritance, output caps, rebuild after a Redis
+(docs/REFERENCE.md §4.5, §4.6): exact global limits, inheritance, output caps, rebuild after a Redis
 flush, fail-closed on Redis loss, and slots coming back after disconnects and crashes."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Rate limits, concurrency and budgets through a running gateway (SPEC §4.5, §4.6), on
+"""Rate limits, concurrency and budgets through a running gateway (docs/REFERENCE.md §4.5, §4.6), on
 both backends: what a client sees (429s, headers, output caps) and what is recorded."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Prometheus metrics (SPEC §5) of a running gateway, one worker and several."""
+"""Prometheus metrics (docs/REFERENCE.md §5) of a running gateway, one worker and several."""
 
 from __future__ import annotations
 

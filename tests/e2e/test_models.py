@@ -1,4 +1,4 @@
-"""Model access and listings per key (SPEC §4.4, §4.8) against a running gateway, on both
+"""Model access and listings per key (REFERENCE.md §4.4, §4.8) against a running gateway, on both
 backends."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Postgres unreachable for a RUNNING gateway (SPEC §4.10): buffer, then 503, then catch up.
+"""Postgres unreachable for a RUNNING gateway (REFERENCE.md §4.10): buffer, then 503, then catch up.
 
 Only this gateway loses Postgres: its DATABASE_URL goes through a TCP proxy the test
 cuts (the shared server stays up; the test reads rows over a direct connection). The

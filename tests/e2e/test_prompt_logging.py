@@ -1,4 +1,4 @@
-"""Prompt logging (SPEC §4.10) through a running gateway: opt-in per key, with a TTL.
+"""Prompt logging (docs/REFERENCE.md §4.10) through a running gateway: opt-in per key, with a TTL.
 
 The request body as the client sent it and the response text as the client received
 it (streams assembled, cancelled streams up to the cancel) land in `prompt_logs`.

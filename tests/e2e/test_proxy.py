@@ -1,4 +1,4 @@
-"""Proxying (SPEC §4.7): header hygiene, body limits, streaming relays, token accounting,
+"""Proxying (REFERENCE.md §4.7): header hygiene, body limits, streaming relays, token accounting,
 output caps, cancellation and upstream errors, against a running gateway and the double.
 What is metered and audited runs on both backends (`BOTH_BACKENDS`)."""
 

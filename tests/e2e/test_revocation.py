@@ -1,4 +1,4 @@
-"""Revocation reaches every replica within a second (SPEC §3.3), two real processes."""
+"""Revocation reaches every replica within a second (docs/REFERENCE.md §3.3), two real processes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Route policy against a running gateway (SPEC §4.2): raw request targets, every
+"""Route policy against a running gateway (docs/REFERENCE.md §4.2): raw request targets, every
 blocked spelling 403 before authentication, and the Ollama double never sees them."""
 
 from __future__ import annotations

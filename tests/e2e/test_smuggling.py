@@ -1,4 +1,4 @@
-"""Request smuggling and malformed framing (SPEC §4.7): ambiguous requests are refused by
+"""Request smuggling and malformed framing (REFERENCE.md §4.7): ambiguous requests are refused by
 the HTTP layer, nothing smuggled behind them is executed, and Ollama never sees either."""
 
 from __future__ import annotations

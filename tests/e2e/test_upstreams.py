@@ -1,4 +1,4 @@
-"""Several Ollama servers behind one gateway (SPEC §4.7, §4.8; docs/UPSTREAMS.md).
+"""Several Ollama servers behind one gateway (docs/REFERENCE.md §4.7, §4.8; docs/UPSTREAMS.md).
 
 Three doubles, each with a model of its own and one they share, behind a real gateway
 process on a database of this module's own (its discovery would otherwise mark the

@@ -1,4 +1,4 @@
-"""Token budgets (SPEC §4.6): reservation, output cap, refusal, the overshoot bound."""
+"""Token budgets (docs/REFERENCE.md §4.6): reservation, output cap, refusal, the overshoot bound."""
 
 from __future__ import annotations
 

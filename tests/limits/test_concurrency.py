@@ -1,4 +1,4 @@
-"""max_concurrent leases (SPEC §4.5): released by settle, reclaimed when not refreshed."""
+"""max_concurrent leases (REFERENCE.md §4.5): released by settle, reclaimed when not refreshed."""
 
 from __future__ import annotations
 

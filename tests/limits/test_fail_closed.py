@@ -1,4 +1,4 @@
-"""Fail closed (SPEC §4.6): no Redis, or no usage to rebuild from, is never "admitted".
+"""Fail closed (docs/REFERENCE.md §4.6): no Redis, or no usage to rebuild from, is never "admitted".
 
 Most of this is about reaching Redis; what both limiters share (an unreadable usage
 source, the no-limits fast path) runs on both.

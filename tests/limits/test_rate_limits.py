@@ -1,4 +1,4 @@
-"""RPM and TPM (SPEC §4.5) on both limiters, with the injectable clock."""
+"""RPM and TPM (docs/REFERENCE.md §4.5) on both limiters, with the injectable clock."""
 
 from __future__ import annotations
 

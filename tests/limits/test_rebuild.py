@@ -1,4 +1,4 @@
-"""Budget counters are a cache of usage_daily (SPEC §4.6): rebuilt when missing.
+"""Budget counters are a cache of usage_daily (docs/REFERENCE.md §4.6): rebuilt when missing.
 
 Counters go missing when Redis is flushed or a standalone gateway restarts. These tests
 flush, so on Redis they use the dedicated db 13 and nothing else does.

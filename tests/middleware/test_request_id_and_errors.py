@@ -1,4 +1,4 @@
-"""Request ids on every response (SPEC §4.1) and sanitised 500s (SPEC §4.9)."""
+"""Request ids on every response (REFERENCE.md §4.1) and sanitised 500s (docs/REFERENCE.md §4.9)."""
 
 from __future__ import annotations
 

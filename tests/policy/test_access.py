@@ -1,4 +1,4 @@
-"""SPEC §4.4 model access, rule by rule, on an in-memory catalog."""
+"""docs/REFERENCE.md §4.4 model access, rule by rule, on an in-memory catalog."""
 
 from __future__ import annotations
 

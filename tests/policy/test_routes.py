@@ -1,4 +1,4 @@
-"""Route policy (SPEC §4.2) as a pure function: allowlist, blocked spellings, 404/405."""
+"""Route policy (REFERENCE.md §4.2) as a pure function: allowlist, blocked spellings, 404/405."""
 
 from __future__ import annotations
 

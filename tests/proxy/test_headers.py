@@ -1,4 +1,4 @@
-"""Header hygiene helpers (SPEC §4.7): hop-by-hop stripping and the client address."""
+"""Header hygiene helpers (docs/REFERENCE.md §4.7): hop-by-hop stripping and the client address."""
 
 from __future__ import annotations
 

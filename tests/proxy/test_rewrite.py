@@ -1,4 +1,4 @@
-"""Request rewriting: parse once, change only what must change (SPEC §4.6, §4.7)."""
+"""Request rewriting: parse once, change only what must change (docs/REFERENCE.md §4.6, §4.7)."""
 
 from __future__ import annotations
 

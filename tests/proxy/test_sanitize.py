@@ -1,4 +1,4 @@
-"""Upstream error text reaches clients without paths, hosts or addresses (SPEC §4.7)."""
+"""Upstream error text reaches clients without paths, hosts or addresses (REFERENCE.md §4.7)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ MODIFIED_AT = "2024-07-23T10:15:30.123456789+02:00"
 def tags_entry(
     name: str, *, digest: str | None = None, size: int = 4_661_224_676
 ) -> dict[str, Any]:
-    """One model of `/api/tags` in Ollama's wire format (SPEC §9)."""
+    """One model of `/api/tags` in Ollama's wire format (docs/REFERENCE.md §9)."""
     return {
         "name": name,
         "model": name,

@@ -1,4 +1,4 @@
-"""Model grants (SPEC §3.2 `model_grants`, §4.4): tenant-wide and key-level.
+"""Model grants (docs/REFERENCE.md §3.2 `model_grants`, §4.4): tenant-wide and key-level.
 
 Grants store the model's catalog name (`llama3` is stored as `llama3:latest`). A model
 unknown to the catalog is refused unless forced, so a typo cannot create a grant that

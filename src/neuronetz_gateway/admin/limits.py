@@ -1,4 +1,4 @@
-"""Tenant and key limits (SPEC §3.2 `tenant_limits`, `key_limits`; §4.5, §4.6).
+"""Tenant and key limits (docs/REFERENCE.md §3.2 `tenant_limits`, `key_limits`; §4.5, §4.6).
 
 A tenant's null means "unlimited", a key's null means "inherit the tenant's value".
 Zero is a legal value: `rpm 0` or `daily_tokens 0` means "nothing is allowed", which
@@ -32,7 +32,7 @@ from neuronetz_gateway.db.tables import (
 CLEAR = "none"
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
-# The column widths of SPEC §3.2 (rpm and max_concurrent are int, the rest bigint).
+# The column widths of docs/REFERENCE.md §3.2 (rpm and max_concurrent are int, the rest bigint).
 LIMIT_MAXIMUM = {
     name: _INT32_MAX if name in ("rpm", "max_concurrent") else _INT64_MAX for name in LIMIT_FIELDS
 }

@@ -1,6 +1,6 @@
 """The model catalog as administrators see it: list, discover now, register by hand.
 
-The `models` table is the catalog's truth (SPEC §3.2, §4.8); gateways reload it every
+The `models` table is the catalog's truth (docs/REFERENCE.md §3.2, §4.8); gateways reload it every
 discovery interval. Registering by hand is how a catalog is kept while
 `MODEL_DISCOVERY_ENABLED=false`.
 """

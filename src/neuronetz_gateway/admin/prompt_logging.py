@@ -1,7 +1,7 @@
-"""Turning prompt logging on or off for an existing key (SPEC §4.10).
+"""Turning prompt logging on or off for an existing key (docs/REFERENCE.md §4.10).
 
 The change reaches every replica through the config-change notification on `api_keys`
-(SPEC §3.3), so it applies within a second without a restart.
+(docs/REFERENCE.md §3.3), so it applies within a second without a restart.
 """
 
 from __future__ import annotations

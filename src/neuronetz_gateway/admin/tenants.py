@@ -15,7 +15,7 @@ _NAME = re.compile(TENANT_NAME_PATTERN)
 
 
 def check_tenant_name(name: str) -> None:
-    """Raise unless `name` is a valid tenant slug (SPEC §3.2)."""
+    """Raise unless `name` is a valid tenant slug (docs/REFERENCE.md §3.2)."""
     if _NAME.fullmatch(name) is None:
         raise AdminError(
             f"invalid tenant name {name[:70]!r}: use 2-63 characters a-z, 0-9 and '-', "

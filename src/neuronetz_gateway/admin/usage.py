@@ -1,4 +1,4 @@
-"""Token usage of a tenant from the `usage_daily` rollup (SPEC §3.2, §6 `usage`)."""
+"""Token usage of a tenant from the `usage_daily` rollup (docs/REFERENCE.md §3.2, §6 `usage`)."""
 
 from __future__ import annotations
 

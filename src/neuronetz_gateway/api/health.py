@@ -1,4 +1,4 @@
-"""`/healthz` and `/readyz` (SPEC §5).
+"""`/healthz` and `/readyz` (docs/REFERENCE.md §5).
 
 Readiness fails closed: a check that errors or times out counts as failing, and the
 503 body names failing checks only (never an error text, host or address). With

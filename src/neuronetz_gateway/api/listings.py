@@ -1,4 +1,4 @@
-"""Model listings built by the gateway from its catalog, filtered per key (SPEC §4.4).
+"""Model listings built by the gateway from its catalog, filtered per key (docs/REFERENCE.md §4.4).
 
 `/api/tags`, `/v1/models` and `/v1/models/{model}` never reach Ollama: they show the
 catalog as the key may see it, one entry per model however many servers have it.

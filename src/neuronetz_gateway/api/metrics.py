@@ -1,4 +1,4 @@
-"""`/metrics` in Prometheus text format, behind `METRICS_TOKEN` when one is set (SPEC §5).
+"""`/metrics` in Prometheus text format, behind `METRICS_TOKEN` when one is set (REFERENCE.md §5).
 
 With several workers the answer adds up every worker's values (observability.multiprocess).
 """

@@ -1,4 +1,4 @@
-"""Audit and prompt logging (SPEC §4.10): the batched writer and data lifecycle."""
+"""Audit and prompt logging (docs/REFERENCE.md §4.10): the batched writer and data lifecycle."""
 
 from neuronetz_gateway.audit.records import AuditRecord, PromptLogRecord, prompt_log_expires_at
 from neuronetz_gateway.audit.retention import (

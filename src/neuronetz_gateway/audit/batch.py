@@ -190,7 +190,7 @@ async def _write_rows(connection: AsyncConnection, records: list[AuditRecord]) -
         await connection.execute(_usage_upsert(dialect), usage)
     touched = rows.last_used_rows(records)
     if touched:
-        # Changes only last_used_at, which the config-change trigger ignores (SPEC §3.3).
+        # Changes only last_used_at, which the config-change trigger ignores (REFERENCE.md §3.3).
         await connection.execute(_touch_keys, touched)
 
 

@@ -1,4 +1,4 @@
-"""What the request pipeline hands to the audit writer: one record per request (SPEC §4.10).
+"""What the request pipeline hands to the audit writer: one record per request (REFERENCE.md §4.10).
 
 Plain frozen data, built on the hot path and written later in batches; nothing here does
 I/O. The values are taken as the pipeline observed them and cleaned up only when the

@@ -4,7 +4,7 @@ The hot path only appends to a list (`submit`); a background task writes batches
 `AUDIT_FLUSH_INTERVAL_MS`, or as soon as a full batch is waiting. While Postgres is
 unreachable the writer keeps the records and retries with back-off; `accepting` turns
 False once `AUDIT_BUFFER_MAX_ROWS` wait, and the pipeline then refuses requests with 503
-rather than serve them unaudited (SPEC §4.10). Each batch is written exactly once, also
+rather than serve them unaudited (docs/REFERENCE.md §4.10). Each batch is written exactly once, also
 when a COMMIT's acknowledgement is lost (see `audit.batch`, docs/AUDIT.md).
 """
 

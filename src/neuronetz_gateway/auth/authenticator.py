@@ -1,4 +1,4 @@
-"""Authentication stage (SPEC §4.3): `Authorization: Bearer <key>` → `Principal`.
+"""Authentication stage (docs/REFERENCE.md §4.3): `Authorization: Bearer <key>` → `Principal`.
 
 Order of checks, cheapest first: header shape and key checksum (pure CPU); the cache
 of verified keys (an HMAC-SHA256 of the key under a per-process random pepper,

@@ -1,4 +1,4 @@
-"""API key format, generation and hashing (SPEC §4.3).
+"""API key format, generation and hashing (docs/REFERENCE.md §4.3).
 
 A key is `nz_` + 8-char prefix `[a-z0-9]` + 32-char base62 secret + 6-char base62
 CRC32 of everything before it: 49 characters, ~231 bits of randomness of which the

@@ -70,11 +70,11 @@ class Principal:
     # Limits as the tenant stores them, and the key's *effective* limits (inherited).
     tenant_limits: LimitValues = UNLIMITED
     key_limits: LimitValues = UNLIMITED
-    # Model access (SPEC §4.4).
+    # Model access (docs/REFERENCE.md §4.4).
     tenant_allow_all_models: bool = False
     tenant_grants: frozenset[str] = field(default_factory=frozenset)
     key_allow_all_models: bool | None = None
     key_grants: frozenset[str] = field(default_factory=frozenset)
-    # Prompt logging (SPEC §4.10).
+    # Prompt logging (docs/REFERENCE.md §4.10).
     prompt_logging: bool = False
     prompt_log_ttl_hours: int | None = None

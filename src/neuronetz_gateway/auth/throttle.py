@@ -1,6 +1,6 @@
 """A budget of failed key verifications, per key prefix and for the whole process.
 
-SPEC §4.3 caches wrong keys negatively, which stops a client repeating one wrong key.
+docs/REFERENCE.md §4.3 caches wrong keys negatively, which stops a client repeating one wrong key.
 It does nothing against a flood of *different* wrong keys under a real key's prefix:
 each one costs a Postgres lookup and an Argon2 verification (~20 ms of CPU), and a few
 hundred a second take a core from the traffic the gateway exists to serve.

@@ -1,4 +1,4 @@
-"""Model discovery (SPEC §4.8): poll every upstream's `/api/tags`, sync `models`, and
+"""Model discovery (docs/REFERENCE.md §4.8): poll every upstream's `/api/tags`, sync `models`, and
 keep this process's `Catalog` in step with Postgres.
 
 A poll that fails (connection, timeout, non-200, a body that is not a tags listing)
@@ -89,7 +89,7 @@ def _entry(entry: Any, upstream: str) -> CatalogModel | None:
 
 
 def parse_tags(body: bytes, upstream: str) -> list[CatalogModel]:
-    """The models of an `/api/tags` body (SPEC §9), tagged with `upstream`.
+    """The models of an `/api/tags` body (docs/REFERENCE.md §9), tagged with `upstream`.
 
     Malformed entries are skipped; a body that is not a listing at all, or a non-empty
     listing without a single usable entry, raises `DiscoveryError`.

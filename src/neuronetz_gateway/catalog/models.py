@@ -1,4 +1,4 @@
-"""The in-memory catalog of available models (SPEC §4.8), one per process.
+"""The in-memory catalog of available models (docs/REFERENCE.md §4.8), one per process.
 
 The hot path asks it "is model M available, and what is its canonical name?" without
 any I/O; a background task (`catalog.discovery.DiscoveryTask`) refreshes it from

@@ -1,4 +1,4 @@
-"""Writing what discovery saw into the `models` table (SPEC §4.8).
+"""Writing what discovery saw into the `models` table (docs/REFERENCE.md §4.8).
 
 One sync covers the outcome of polling every configured upstream. New models are
 inserted, known ones updated, and a model no reachable upstream reports any more

@@ -1,4 +1,4 @@
-"""The change feed (SPEC §3.3): one LISTEN connection per process.
+"""The change feed (docs/REFERENCE.md §3.3): one LISTEN connection per process.
 
 `ChangeListener` listens on `nz_key_revoked` and `nz_config_changed` and calls its
 handlers as notifications arrive. If the connection drops it reconnects with back-off

@@ -1,4 +1,4 @@
-"""The change feed of standalone mode (SPEC §3.3 without Postgres): poll SQLite.
+"""The change feed of standalone mode (docs/REFERENCE.md §3.3 without Postgres): poll SQLite.
 
 SQLite has no LISTEN/NOTIFY. `PRAGMA data_version` on one connection changes whenever
 another connection commits, and costs no I/O, so `SqlitePoller` reads it every

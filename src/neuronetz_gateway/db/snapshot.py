@@ -2,7 +2,7 @@
 
 Standalone mode has no triggers and no NOTIFY; `SqlitePoller` learns *that* the file
 changed, and a diff of two snapshots tells *what* changed, in the terms of the Postgres
-triggers of SPEC §3.3 (0001_initial): a revoked or deleted key, and which tenant or key a
+triggers of REFERENCE.md §3.3 (0001_initial): a revoked or deleted key, and which tenant or key a
 configuration change concerns. Bookkeeping columns (`last_used_at`, `updated_at`,
 `last_seen_at`) are left out, as the triggers ignore them: the gateway itself writes
 them all the time.

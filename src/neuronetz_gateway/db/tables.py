@@ -1,4 +1,4 @@
-"""The SPEC §3 data model as SQLAlchemy 2.0 declarative tables.
+"""The docs/REFERENCE.md §3 data model as SQLAlchemy 2.0 declarative tables.
 
 Types are chosen so the same metadata works on Postgres (the production path) and
 SQLite (standalone mode): enums are named Postgres enums and CHECK constraints
@@ -30,7 +30,7 @@ class KeyStatus(enum.StrEnum):
 
 
 class Outcome(enum.StrEnum):
-    """`request_outcome` (SPEC §3.1): how a request ended, as audited."""
+    """`request_outcome` (docs/REFERENCE.md §3.1): how a request ended, as audited."""
 
     OK = "ok"
     CLIENT_ERROR = "client_error"
@@ -253,7 +253,7 @@ class UsageDaily(Base):
 
 class AuditLog(Base):
     __tablename__ = "audit_log"
-    # No foreign keys: audit rows outlive the keys and tenants they name (SPEC §3.2).
+    # No foreign keys: audit rows outlive the keys and tenants they name (docs/REFERENCE.md §3.2).
     __table_args__ = (
         sa.Index("ix_audit_log_tenant_id_ts", "tenant_id", "ts"),
         sa.Index("ix_audit_log_key_id_ts", "key_id", "ts"),

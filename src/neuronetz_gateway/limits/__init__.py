@@ -1,4 +1,4 @@
-"""Rate limits, concurrency leases and token budgets (SPEC §4.5, §4.6).
+"""Rate limits, concurrency leases and token budgets (docs/REFERENCE.md §4.5, §4.6).
 
 The pipeline builds an `AdmissionRequest`, calls `Limiter.admit()` before proxying and
 `Limiter.settle()` after the response; see docs/LIMITS.md for the algorithms.

@@ -88,7 +88,7 @@ def duration(ms: int) -> str:
 
 
 def ratelimit_headers(states: Sequence[WindowState]) -> dict[str, str]:
-    """`x-ratelimit-*` of SPEC §4.5 for the most constrained subject, where limits apply."""
+    """`x-ratelimit-*` of REFERENCE.md §4.5 for the most constrained subject, where limits apply."""
     headers: dict[str, str] = {}
     requests = [state for state in states if state.rpm is not None]
     if requests:

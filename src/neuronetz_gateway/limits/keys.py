@@ -1,7 +1,7 @@
 """The Redis key layout of the limiter and the UTC budget periods the keys are named by.
 
 Every key of one tenant carries the hash tag `{<tenant id>}`, so both scripts touch a
-single Redis Cluster slot (SPEC §4.5). Keys are built here and passed in `KEYS[]`;
+single Redis Cluster slot (docs/REFERENCE.md §4.5). Keys are built here and passed in `KEYS[]`;
 the Lua scripts never build a key name.
 """
 
@@ -66,7 +66,7 @@ def subject_keys(tenant_id: uuid.UUID, key_id: uuid.UUID | None, period: Periods
 
 @dataclass(frozen=True, slots=True)
 class Periods:
-    """The UTC budget periods containing one instant (SPEC §4.6)."""
+    """The UTC budget periods containing one instant (docs/REFERENCE.md §4.6)."""
 
     now: float
     day: date

@@ -1,4 +1,4 @@
-"""`RedisLimiter`: admission and settlement shared by every replica (SPEC §4.5, §4.6).
+"""`RedisLimiter`: admission and settlement shared by every replica (docs/REFERENCE.md §4.5, §4.6).
 
 One script round trip admits a request, one settles it; a request with no limits at
 all costs none. Budget counters missing from Redis are rebuilt from the `UsageSource`

@@ -1,4 +1,4 @@
-"""The admission/settlement contract (SPEC §4.5, §4.6) the request pipeline speaks.
+"""The admission/settlement contract (docs/REFERENCE.md §4.5, §4.6) the request pipeline speaks.
 
 A request is admitted (rate limits, concurrency lease, budget reservation in one step)
 or refused; an admitted request is settled exactly once after its response, and a
@@ -23,7 +23,7 @@ PROMPT_BYTES_PER_TOKEN = 3
 
 
 def estimate_prompt_tokens(text_bytes: int) -> int:
-    """SPEC §4.6's prompt estimate: request text bytes / 3, rounded up."""
+    """docs/REFERENCE.md §4.6's prompt estimate: request text bytes / 3, rounded up."""
     return -(-max(0, text_bytes) // PROMPT_BYTES_PER_TOKEN)
 
 
@@ -123,7 +123,7 @@ class LimiterUnavailable(Exception):
 
 
 class Limiter(Protocol):
-    """Admission and settlement of SPEC §4.5/§4.6, shared by every replica."""
+    """Admission and settlement of docs/REFERENCE.md §4.5/§4.6, shared by every replica."""
 
     async def admit(self, request: AdmissionRequest) -> Admission:
         """Admit the request or raise `Refused`; `LimiterUnavailable` fails closed."""

@@ -1,4 +1,4 @@
-"""Where a missing budget counter is rebuilt from: `usage_daily`, the truth (SPEC §4.6)."""
+"""Where a missing budget counter is rebuilt from: `usage_daily`, the truth (REFERENCE.md §4.6)."""
 
 from __future__ import annotations
 

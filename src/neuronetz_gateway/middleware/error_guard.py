@@ -1,4 +1,4 @@
-"""Last line of defence (SPEC §4.9): any unhandled exception becomes a generic 500.
+"""Last line of defence (docs/REFERENCE.md §4.9): any unhandled exception becomes a generic 500.
 
 The body names the request id and nothing else: no exception text, no stack trace.
 If the response had already started, the connection is aborted instead (a half-sent

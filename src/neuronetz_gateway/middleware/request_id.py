@@ -1,4 +1,4 @@
-"""Request id (SPEC §4.1): accept a sane inbound `X-Request-ID`, else make one.
+"""Request id (docs/REFERENCE.md §4.1): accept a sane inbound `X-Request-ID`, else make one.
 
 Pure ASGI so it wraps everything, error responses included. The id is stored in
 `scope["state"]["request_id"]` and added to every response's headers.

@@ -1,4 +1,4 @@
-"""The access log: exactly one structured line per request (SPEC §4.10, §5).
+"""The access log: exactly one structured line per request (docs/REFERENCE.md §4.10, §5).
 
 Fields: request id, method, route, status, outcome, tenant (name), key prefix, model,
 token counts, latency, time to first byte, upstream time and server, client address.

@@ -1,4 +1,4 @@
-"""The gateway's Prometheus metrics (SPEC §5), defined in one place.
+"""The gateway's Prometheus metrics (docs/REFERENCE.md §5), defined in one place.
 
 Names carry the `neuronetz_` prefix and their unit. Labels are bounded: route (the
 allowlist, or the fixed word "other" for every other path), status, outcome, reason,

@@ -1,4 +1,4 @@
-"""Recording one finished request in the Prometheus metrics (SPEC §5).
+"""Recording one finished request in the Prometheus metrics (docs/REFERENCE.md §5).
 
 Called once per request, refused ones too, so it is kept cheap: `.labels()` validates
 and formats on every call, so each label combination is resolved once and its child

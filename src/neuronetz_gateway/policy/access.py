@@ -1,4 +1,4 @@
-"""Model access (SPEC §4.4): which catalog models a principal may use.
+"""Model access (docs/REFERENCE.md §4.4): which catalog models a principal may use.
 
 A tenant may use M if M is in the catalog and the tenant has `allow_all_models` or a
 tenant-wide grant for M. A key may use M if its tenant may, and the key either

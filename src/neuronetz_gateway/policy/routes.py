@@ -1,4 +1,4 @@
-"""Route policy (SPEC §4.2): deny by default, with fixed upstream paths.
+"""Route policy (docs/REFERENCE.md §4.2): deny by default, with fixed upstream paths.
 
 `classify(method, raw_path)` decides from the raw request path, before anything else
 runs: an allowlisted route (exact bytes, never a normalised spelling), one of the
@@ -163,7 +163,7 @@ def _readings(raw_path: bytes) -> tuple[str, str]:
 
 
 def is_blocked(canonical: str) -> bool:
-    """True for the mutating Ollama endpoints (SPEC §4.2), whatever the spelling."""
+    """True for the mutating Ollama endpoints (docs/REFERENCE.md §4.2), whatever the spelling."""
     if canonical in BLOCKED_EXACT:
         return True
     return any(canonical == tree or canonical.startswith(tree + "/") for tree in BLOCKED_TREES)

@@ -1,4 +1,4 @@
-"""Reading and parsing the request body (SPEC §4.4): size-checked, parsed once."""
+"""Reading and parsing the request body (docs/REFERENCE.md §4.4): size-checked, parsed once."""
 
 from __future__ import annotations
 

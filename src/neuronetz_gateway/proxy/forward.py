@@ -1,4 +1,4 @@
-"""Forwarding one request upstream and relaying the answer (SPEC §4.7).
+"""Forwarding one request upstream and relaying the answer (docs/REFERENCE.md §4.7).
 
 `forward` sends the request to a server that has the model (`UpstreamPool.pick`). When
 no answer came back at all (the connection was refused, not made within the connect

@@ -1,4 +1,4 @@
-"""Header hygiene (SPEC §4.7).
+"""Header hygiene (docs/REFERENCE.md §4.7).
 
 Upstream requests are built from an allowlist, so nothing the client sent reaches
 Ollama unless named here: not `Authorization`, `Cookie`, hop-by-hop headers, headers

@@ -1,4 +1,4 @@
-"""`/api/ps` with several servers: ask every server in rotation at once (SPEC §4.4).
+"""`/api/ps` with several servers: ask every server in rotation at once (docs/REFERENCE.md §4.4).
 
 What is loaded is only known to each Ollama, so the gateway asks all of them and merges
 what came back (`api.listings.merge_ps`); servers that fail are left out and reported

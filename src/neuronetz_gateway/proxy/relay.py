@@ -1,4 +1,4 @@
-"""Relaying an upstream response to the client (SPEC §4.7).
+"""Relaying an upstream response to the client (docs/REFERENCE.md §4.7).
 
 Streams go out as they arrive: every upstream read that completes at least one NDJSON
 line or SSE frame is sent at once as one ASGI message (never merged with later data,

@@ -1,7 +1,7 @@
 """What the gateway reads from and changes in a request body before forwarding it.
 
 The body is parsed once. It is re-encoded only when a field changed (the output cap
-of SPEC §4.6, `stream_options.include_usage` and `max_completion_tokens` of §4.7);
+of docs/REFERENCE.md §4.6, `stream_options.include_usage` and `max_completion_tokens` of §4.7);
 otherwise the client's original bytes are forwarded.
 """
 

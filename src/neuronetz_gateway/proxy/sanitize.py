@@ -1,4 +1,4 @@
-"""Sanitising upstream error text before a client sees it (SPEC §4.7, §4.9).
+"""Sanitising upstream error text before a client sees it (docs/REFERENCE.md §4.7, §4.9).
 
 Ollama's messages can carry file paths, host names and addresses of the machine it
 runs on. What survives here is the wording, with those replaced by placeholders and

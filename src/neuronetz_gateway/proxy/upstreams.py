@@ -1,5 +1,5 @@
 """The Ollama servers a process forwards to: which one a request goes to, and which are
-in rotation (SPEC §4.7; docs/UPSTREAMS.md).
+in rotation (docs/REFERENCE.md §4.7; docs/UPSTREAMS.md).
 
 A request goes to a server that has its model (as discovery saw it), least in-flight
 first, idle ties taken in turn. A server that refuses connections or times out is

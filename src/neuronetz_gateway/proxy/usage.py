@@ -1,4 +1,4 @@
-"""Token counts as Ollama reports them (SPEC §4.7), from either surface."""
+"""Token counts as Ollama reports them (docs/REFERENCE.md §4.7), from either surface."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
--- Admission (SPEC §4.5/§4.6): rpm, tpm, concurrency and budget checks for the key and
+-- Admission (docs/REFERENCE.md §4.5/§4.6): rpm, tpm, concurrency and budget checks for the key and
 -- its tenant in one atomic step. Everything is checked first; only when every check
 -- passes is anything consumed (rpm slot, lease, budget reservation).
 --
@@ -129,7 +129,7 @@ for s, subject in ipairs(subjects) do
   headers[s] = h
 end
 
--- 3. Budgets: the output cap follows from the tightest headroom (SPEC §4.6).
+-- 3. Budgets: the output cap follows from the tightest headroom (docs/REFERENCE.md §4.6).
 local output_cap, reserve = -1, 0
 if tightest then
   -- The least a request needs: its prompt and one output token, or the prompt alone.

@@ -1,4 +1,4 @@
--- Settlement (SPEC §4.5/§4.6): release the lease, replace the reservation with the
+-- Settlement (docs/REFERENCE.md §4.5/§4.6): release the lease, replace the reservation with the
 -- real token count, record the real tokens in the tpm window. Idempotent per subject
 -- only through the caller (a ticket is settled once).
 --

@@ -1,4 +1,4 @@
-"""Initial schema: SPEC §3 tables, enums, indexes and the §3.3 notification triggers.
+"""Initial schema: docs/REFERENCE.md §3 tables, enums, indexes and the §3.3 notification triggers.
 
 Revision ID: 0001_initial
 Revises:
