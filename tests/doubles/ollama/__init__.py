@@ -56,16 +56,24 @@ Public API:
   `first_byte_delay`, `fail_with`, `mid_stream_error_after`, `error_message`,
   `disconnect_after`, `hang`. See `Behaviour`. They apply to requests that name
   a model; `hang`, `first_byte_delay` and `fail_with` act before any validation.
+- `gpu` (`Gpu`): how Ollama runs model requests: `parallel` at once (0 =
+  unlimited, the default), the rest waiting first in, first out (`max_queue`
+  beyond which it answers 503 `QUEUE_FULL`; None = unbounded), `token_seconds`
+  per generated token. Applies to every request that runs a model (generation
+  and embeddings), after validation.
 - `requests` (snapshots of `RecordedRequest`, in arrival order, including
   rejected ones), `clear()`, `in_flight()`, `wait_for_requests(n, timeout)`,
   `wait_for_cancellation(timeout)`, `wait_until_idle(timeout)`; waits raise
   `TimeoutError`. A request's outcome (`status`, `completed`, `cancelled`) is
   recorded before its last byte is written, so it is already visible once the
-  client has the whole response.
+  client has the whole response. `arrived_at`, `started_at` (generation began on
+  the GPU) and `finished_at` are `time.monotonic()` values of the test process;
+  `timeline` turns them into concurrency, busy time and waits at "Ollama".
 """
 
-from . import wire
+from . import timeline, wire
 from .behaviour import QUEUE_FULL, RUNNER_CRASHED, Behaviour
+from .gpu import Gpu
 from .recording import RecordedRequest
 from .server import DEFAULT_MODELS, OllamaDouble
 from .wire import completion_tokens, count_prompt_tokens, embedding_for, metrics
@@ -75,11 +83,13 @@ __all__ = [
     "QUEUE_FULL",
     "RUNNER_CRASHED",
     "Behaviour",
+    "Gpu",
     "OllamaDouble",
     "RecordedRequest",
     "completion_tokens",
     "count_prompt_tokens",
     "embedding_for",
     "metrics",
+    "timeline",
     "wire",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -16,6 +17,8 @@ class RecordedRequest:
     `completed` means the double wrote its whole response (scripted errors
     included); `cancelled` means the client went away before that;
     `chunks_sent` counts the token chunks written (0 for non-streamed answers).
+    `arrived_at`, `started_at` (a GPU runner began generating; None if it never did)
+    and `finished_at` (the outcome was recorded) are `time.monotonic()` values.
     """
 
     method: str
@@ -28,6 +31,9 @@ class RecordedRequest:
     chunks_sent: int = 0
     completed: bool = False
     cancelled: bool = False
+    arrived_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
 
     def header(self, name: str) -> str | None:
         """The first value of header `name` (case-insensitive), or None."""
@@ -61,7 +67,7 @@ class Recorder:
 
     def arrived(self, request: RecordedRequest) -> Entry:
         """Log a new request as in flight."""
-        entry = Entry(request)
+        entry = Entry(replace(request, arrived_at=time.monotonic()))
         with self._cond:
             self._entries.append(entry)
             self._in_flight += 1
@@ -69,7 +75,7 @@ class Recorder:
         return entry
 
     def update(self, entry: Entry, **changes: Any) -> None:
-        """Change answer fields of a request (status, chunks_sent, completed)."""
+        """Change answer fields of a request (status, chunks_sent, started_at)."""
         with self._cond:
             entry.snapshot = replace(entry.snapshot, **changes)
             self._cond.notify_all()
@@ -82,10 +88,14 @@ class Recorder:
         outcome (that last write failed) without counting the request twice.
         """
         with self._cond:
+            finished_at = entry.snapshot.finished_at
             if not entry.done:
                 entry.done = True
                 self._in_flight -= 1
-            entry.snapshot = replace(entry.snapshot, completed=completed, cancelled=cancelled)
+                finished_at = time.monotonic()
+            entry.snapshot = replace(
+                entry.snapshot, completed=completed, cancelled=cancelled, finished_at=finished_at
+            )
             if cancelled and entry not in self._cancelled:
                 self._cancelled.append(entry)
             self._cond.notify_all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -13,7 +14,8 @@ import orjson
 from aiohttp import web
 
 from . import routes, table, wire
-from .behaviour import Behaviour
+from .behaviour import QUEUE_FULL, Behaviour
+from .gpu import Gpu, GpuBusy
 from .recording import Entry, RecordedRequest, Recorder
 
 DEFAULT_MODELS = ("llama3.1:8b", "qwen2.5:0.5b", "nomic-embed-text:latest")
@@ -37,6 +39,8 @@ class OllamaDouble(Behaviour):
     ) -> None:
         super().__init__()
         self.models: list[str] = list(models)
+        # Parallelism, queue and token pace of model requests (see `Gpu`).
+        self.gpu = Gpu()
         self.host = host
         self.port = port
         self._recorder = Recorder()
@@ -228,6 +232,7 @@ class OllamaDouble(Behaviour):
         reply = route.handler(call)
         if route.runs_model and model is not None and _succeeded(reply):
             self._mark_loaded(model)
+            return await self._run_on_gpu(request, entry, reply, behaviour, route.dialect)
         if isinstance(reply, routes.Static):
             return await self._send(request, entry, reply)
         return await self._generate(request, entry, reply, behaviour)
@@ -238,6 +243,27 @@ class OllamaDouble(Behaviour):
             await asyncio.sleep(_HANG_POLL)
         if behaviour.first_byte_delay > 0:
             await asyncio.sleep(behaviour.first_byte_delay)
+
+    async def _run_on_gpu(
+        self,
+        request: web.BaseRequest,
+        entry: Entry,
+        reply: routes.Reply,
+        behaviour: Behaviour,
+        dialect: routes.Dialect,
+    ) -> web.StreamResponse:
+        """Answer a model request once a GPU runner is free, at the GPU's token pace."""
+        try:
+            async with self.gpu.runner():
+                self._recorder.update(entry, started_at=time.monotonic())
+                if isinstance(reply, routes.Static):  # an embedding: one step
+                    await asyncio.sleep(self.gpu.token_seconds)
+                    return await self._send(request, entry, reply)
+                if not reply.stream:
+                    await asyncio.sleep(self.gpu.token_seconds * len(reply.frames))
+                return await self._generate(request, entry, reply, behaviour)
+        except GpuBusy:
+            return await self._send(request, entry, routes.error(dialect, *QUEUE_FULL))
 
     def _mark_loaded(self, model: str) -> None:
         name = wire.normalise(model)
@@ -278,7 +304,7 @@ class OllamaDouble(Behaviour):
             if sent == len(reply.frames):
                 break
             if sent:
-                await asyncio.sleep(behaviour.chunk_delay)
+                await asyncio.sleep(self.gpu.token_delay(behaviour.chunk_delay))
             # Counted before the write, so a client holding the chunk sees it counted.
             self._recorder.update(entry, chunks_sent=sent + 1)
             await response.write(reply.frames[sent])
@@ -292,7 +318,7 @@ class OllamaDouble(Behaviour):
             await response.write(reply.error_frame(behaviour.error_message))
         else:
             if sent:
-                await asyncio.sleep(behaviour.chunk_delay)
+                await asyncio.sleep(self.gpu.token_delay(behaviour.chunk_delay))
             self._recorder.finished(entry, completed=True)
             await response.write(b"".join(reply.tail))
         await response.write_eof()
