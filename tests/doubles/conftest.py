@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import ollama
 import openai
@@ -55,6 +56,27 @@ def oai(double: OllamaDouble) -> Iterator[openai.OpenAI]:
     client = openai.OpenAI(base_url=f"{double.base_url}/v1", api_key="unused", max_retries=0)
     yield client
     client.close()
+
+
+@pytest.fixture
+def claude(double: OllamaDouble) -> Iterator[anthropic.Anthropic]:
+    client = anthropic.Anthropic(base_url=double.base_url, api_key="unused", max_retries=0)
+    yield client
+    client.close()
+
+
+def events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
+    """The (event, data) pairs of an SSE body with `event:` lines, checking the framing."""
+    frames = response.text.split("\n\n")
+    assert frames[-1] == "", "the body must end with a blank line"
+    pairs = []
+    for frame in frames[:-1]:
+        name, data = frame.split("\n")
+        assert name.startswith("event: ")
+        assert data.startswith("data: ")
+        payload = orjson.loads(data.removeprefix("data: "))
+        pairs.append((name.removeprefix("event: "), payload))
+    return pairs
 
 
 def ndjson(response: httpx.Response) -> list[dict[str, Any]]:

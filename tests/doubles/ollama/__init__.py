@@ -27,6 +27,10 @@ Surfaces (field names as in ollama/ollama's api/types.go and openai/openai.go):
   `choices: []` usage chunk before it.
 - `POST /v1/embeddings` (`encoding_format` float or base64), `GET /v1/models`
   (`data: null` when `models` is empty), `GET /v1/models/{model}`.
+- `POST /v1/messages` (Anthropic Messages, `anthropic_surface.py`) and
+  `POST /v1/responses` (OpenAI Responses, `responses_surface.py`): converted to a chat
+  turn and answered as Ollama's translating layers answer (`chat_model.py`: thinking
+  models, forced tool calls); streams are `event:` + `data:` SSE.
 - Anything else: 404 `404 page not found`. A `Host` that is not loopback or
   `localhost` gets a bare 403, as Ollama bound to loopback answers.
 
@@ -42,7 +46,8 @@ Deterministic output (so tests can assert exact numbers):
 - Metrics: `wire.metrics(prompt_tokens, eval_count)`; embeddings:
   `embedding_for(text)`, 8 floats exact in float32.
 - Errors: native `{"error": "..."}`; OpenAI `{"error": {message, type, param,
-  code}}`. Unknown model: 404 `model "x" not found, try pulling it first`.
+  code}}`; Anthropic `{"type": "error", "error": {type, message}}` on
+  `/v1/messages`. Unknown model: 404 `model "x" not found, try pulling it first`.
   Chat/generate on an embedding model (name contains "embed"): 400.
 
 Public API:

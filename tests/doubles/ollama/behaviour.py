@@ -32,8 +32,10 @@ class Behaviour:
     mid_stream_error_after: int | None = None
     """After N token chunks (or the last token, if fewer) end the stream with the
     in-band error: a native `{"error": ...}` line, or an OpenAI `data: {"error": {...}}`
-    frame and no `[DONE]`. Before any chunk (N=0), and for non-streamed requests,
-    the answer is a 500 with the error body instead, as Ollama does."""
+    frame and no `[DONE]`; on `/v1/messages` and `/v1/responses` the stream just ends
+    (Ollama's translating writers drop the error line). Before any chunk (N=0), and for
+    non-streamed requests, the answer is a 500 with the error body instead, as Ollama
+    does."""
 
     error_message: str = RUNNER_CRASHED[1]
     """The text of mid-stream errors (put fake paths or IPs here to test sanitising)."""

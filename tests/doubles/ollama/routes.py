@@ -24,6 +24,7 @@ class Dialect(Enum):
 
     NATIVE = "native"
     OPENAI = "openai"
+    ANTHROPIC = "anthropic"
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ def error(dialect: Dialect, status: int, message: str) -> Static:
     """An error response in the route's dialect."""
     if dialect is Dialect.NATIVE:
         return Static(status, wire.dumps(wire.native_error(message)), wire.NATIVE_JSON)
+    if dialect is Dialect.ANTHROPIC:
+        return Static(status, wire.dumps(wire.anthropic_error(status, message)), wire.OPENAI_JSON)
     return Static(status, wire.dumps(wire.openai_error(status, message)), wire.OPENAI_JSON)
 
 

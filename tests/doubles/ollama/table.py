@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .anthropic_surface import messages
 from .openai_surface import (
     chat_completions,
     completions,
@@ -9,9 +10,10 @@ from .openai_surface import (
     openai_model,
     openai_models,
 )
+from .responses_surface import responses
 from .routes import Dialect, Route, chat, embed, embeddings, generate, ps, root, show, tags, version
 
-_NATIVE, _OPENAI = Dialect.NATIVE, Dialect.OPENAI
+_NATIVE, _OPENAI, _ANTHROPIC = Dialect.NATIVE, Dialect.OPENAI, Dialect.ANTHROPIC
 _MODEL_RUN = {"names_model": True, "runs_model": True}
 
 ROUTES: dict[tuple[str, str], Route] = {
@@ -31,6 +33,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/completions"): Route(completions, _OPENAI, **_MODEL_RUN),
     ("POST", "/v1/embeddings"): Route(openai_embeddings, _OPENAI, **_MODEL_RUN),
     ("GET", "/v1/models"): Route(openai_models, _OPENAI),
+    ("POST", "/v1/responses"): Route(responses, _OPENAI, **_MODEL_RUN),
+    ("POST", "/v1/messages"): Route(messages, _ANTHROPIC, **_MODEL_RUN),
 }
 _MODEL_ROUTE = Route(openai_model, _OPENAI, names_model=True)
 _MODEL_PREFIX = "/v1/models/"

@@ -288,6 +288,28 @@ def openai_error(status: int, message: str) -> JSON:
     return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
 
+# Anthropic's error `type` per status, as `anthropic.NewError` maps them.
+_ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error(status: int, message: str) -> JSON:
+    """Ollama's `/v1/messages` error body (`anthropic.NewError`)."""
+    kind = _ANTHROPIC_ERROR_TYPES.get(status, "api_error")
+    return {
+        "type": "error",
+        "error": {"type": kind, "message": message},
+        "request_id": f"req_{hashlib.sha256(message.encode()).hexdigest()[:24]}",
+    }
+
+
 def _envelope(id_: str, obj: str, created: int, model: str) -> JSON:
     return {
         "id": id_,
