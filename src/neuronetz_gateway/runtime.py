@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Coroutine
 from datetime import UTC, date, datetime
-from typing import Any
 
 import structlog
 
@@ -18,6 +16,8 @@ from neuronetz_gateway import backends
 from neuronetz_gateway.audit import AuditRecord, AuditWriter, PromptLogRecord, RetentionTask
 from neuronetz_gateway.audit.records import prompt_log_expires_at
 from neuronetz_gateway.auth.authenticator import Authenticator
+from neuronetz_gateway.auth.keys import key_hasher
+from neuronetz_gateway.auth.throttle import FailureBudget
 from neuronetz_gateway.auth.verifier import KeyVerifier
 from neuronetz_gateway.catalog.discovery import DiscoveryTask
 from neuronetz_gateway.catalog.models import Catalog
@@ -59,10 +59,18 @@ class GatewayRuntime:
         self.settings = settings
         self.resources = resources
         self.verifier = KeyVerifier(
-            parallelism=max(1, settings.argon2_parallelism), queue_limit=ARGON2_QUEUE_LIMIT
+            key_hasher(settings),
+            parallelism=max(1, settings.argon2_parallelism),
+            queue_limit=ARGON2_QUEUE_LIMIT,
         )
         self.authenticator = Authenticator(
-            resources.engine, self.verifier, cache_ttl_seconds=settings.key_cache_ttl_seconds
+            resources.engine,
+            self.verifier,
+            cache_ttl_seconds=settings.key_cache_ttl_seconds,
+            failures=FailureBudget(
+                global_burst=settings.auth_failure_burst,
+                global_per_second=settings.auth_failures_per_second,
+            ),
         )
         self.catalog = Catalog()
         self.upstreams = UpstreamPool(settings.upstream_urls)
@@ -80,7 +88,6 @@ class GatewayRuntime:
         self.metrics = RequestMetrics()
         self.access_log = AccessLog(settings.log_level, settings.log_format)
         self.sampler = MetricsSampler(self.audit, self.authenticator)
-        self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._drained: asyncio.Event | None = None
         self.listener = backends.create_change_feed(
@@ -144,18 +151,9 @@ class GatewayRuntime:
 
     def _on_config_changed(self, change: ConfigChange) -> None:
         self.authenticator.evict(change.tenant_id, change.key_id)
-        if change.table == "api_keys" and change.key_id is not None:
-            self._spawn(self.authenticator.learn_key(change.key_id))
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run `work` in the background, keeping a reference until it is done."""
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _on_reconnect(self) -> None:
         self.authenticator.clear()
-        await self.authenticator.load_prefix_index()
 
     async def _reload_catalog(self) -> None:
         await self.catalog.reload(self.resources.engine)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from neuronetz_gateway.config import Settings
+
 BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
 PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 KEY_SCHEME = "nz_"
@@ -99,3 +101,12 @@ class KeyHasher:
             return self._hasher.verify(key_hash, key)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
+
+
+def key_hasher(settings: Settings) -> KeyHasher:
+    """The hasher of new keys: the ARGON2_* settings."""
+    return KeyHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_kib=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+    )

@@ -1,8 +1,12 @@
-"""Loading keys and their configuration from Postgres (on cache misses only)."""
+"""Loading keys and their configuration from Postgres (on cache misses only).
+
+Two steps, so that every key that fails verification costs the same one query,
+whatever it is (unknown, revoked, expired, wrong): `find_key` before Argon2,
+`load_principal` (the grants) only after it.
+"""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,13 +29,19 @@ from neuronetz_gateway.db.tables import (
 
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
-    """A key row with its tenant's state and the principal it would authenticate as."""
+    """A key row with its tenant's state: what verification needs, nothing more."""
 
     key_hash: str
     key_status: KeyStatus
     tenant_status: TenantStatus
     expires_at: datetime | None
-    principal: Principal
+    row: RowMapping  # the whole row, for `load_principal` once the key is verified
+
+    def usable_at(self, now: datetime) -> bool:
+        """Active and not expired at `now` (the tenant may still be suspended: 403)."""
+        return self.key_status is KeyStatus.ACTIVE and (
+            self.expires_at is None or self.expires_at > now
+        )
 
 
 _tenant_limits = TenantLimits.__table__
@@ -70,12 +80,25 @@ def _limits(row: RowMapping, side: str) -> LimitValues:
     return LimitValues(**{field: row[f"{side}_{field}"] for field in LIMIT_FIELDS})
 
 
-async def load_key(engine: AsyncEngine, prefix: str) -> KeyRecord | None:
-    """The key with display prefix `prefix` and everything that applies to it, or None."""
+async def find_key(engine: AsyncEngine, prefix: str) -> KeyRecord | None:
+    """The key with display prefix `prefix` and its tenant's state (one query), or None."""
     async with engine.connect() as connection:
         row = (await connection.execute(_KEY_QUERY, {"prefix": prefix})).mappings().first()
-        if row is None:
-            return None
+    if row is None:
+        return None
+    return KeyRecord(
+        key_hash=row["key_hash"],
+        key_status=KeyStatus(row["key_status"]),
+        tenant_status=TenantStatus(row["tenant_status"]),
+        expires_at=row["expires_at"],
+        row=row,
+    )
+
+
+async def load_principal(engine: AsyncEngine, record: KeyRecord) -> Principal:
+    """The principal a verified `record` authenticates as: its limits and grants."""
+    row = record.row
+    async with engine.connect() as connection:
         grants = (
             await connection.execute(
                 _GRANTS_QUERY, {"tenant_id": row["tenant_id"], "key_id": row["key_id"]}
@@ -84,7 +107,7 @@ async def load_key(engine: AsyncEngine, prefix: str) -> KeyRecord | None:
     tenant_grants = frozenset(name for key_id, name in grants if key_id is None)
     key_grants = frozenset(name for key_id, name in grants if key_id is not None)
     tenant_limits = _limits(row, "t")
-    principal = Principal(
+    return Principal(
         tenant_id=row["tenant_id"],
         tenant_name=row["tenant_name"],
         key_id=row["key_id"],
@@ -99,23 +122,3 @@ async def load_key(engine: AsyncEngine, prefix: str) -> KeyRecord | None:
         prompt_logging=row["prompt_logging"],
         prompt_log_ttl_hours=row["prompt_log_ttl_hours"],
     )
-    return KeyRecord(
-        key_hash=row["key_hash"],
-        key_status=KeyStatus(row["key_status"]),
-        tenant_status=TenantStatus(row["tenant_status"]),
-        expires_at=row["expires_at"],
-        principal=principal,
-    )
-
-
-async def load_prefixes(engine: AsyncEngine) -> set[str]:
-    """Every key prefix in the database (any status)."""
-    async with engine.connect() as connection:
-        return set((await connection.execute(sa.select(ApiKey.prefix))).scalars())
-
-
-async def prefix_of(engine: AsyncEngine, key_id: uuid.UUID) -> str | None:
-    """The prefix of the key with id `key_id`, or None when it does not exist."""
-    async with engine.connect() as connection:
-        result = await connection.execute(sa.select(ApiKey.prefix).where(ApiKey.id == key_id))
-        return result.scalar_one_or_none()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from neuronetz_gateway.admin import keys
-from neuronetz_gateway.auth.keys import KeyHasher
+from neuronetz_gateway.auth.keys import key_hasher
 from neuronetz_gateway.cli.app import JsonFlag, app, database, emit, parse_duration, run
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.tables import ApiKey
@@ -57,11 +57,7 @@ def create_key(
     ttl_hours = max(1, round(ttl.total_seconds() / 3600)) if ttl else None
 
     async def work(config: Settings) -> keys.CreatedKey:
-        hasher = KeyHasher(
-            time_cost=config.argon2_time_cost,
-            memory_kib=config.argon2_memory_kib,
-            parallelism=config.argon2_parallelism,
-        )
+        hasher = key_hasher(config)
         async with database(config) as session:
             return await keys.create_key(
                 session,

@@ -9,7 +9,7 @@ import uvicorn
 
 from neuronetz_gateway.admin.demo import DEMO_TENANT, create_demo_key
 from neuronetz_gateway.admin.keys import CreatedKey
-from neuronetz_gateway.auth.keys import KeyHasher
+from neuronetz_gateway.auth.keys import key_hasher
 from neuronetz_gateway.cli.app import JsonFlag, app, database, emit, run, settings
 from neuronetz_gateway.config import Settings, check_workers
 from neuronetz_gateway.db import migrate as migrations
@@ -81,11 +81,7 @@ def serve_command(
 
 def _print_demo_key(config: Settings, host: str, port: int) -> None:
     async def work(config: Settings) -> CreatedKey:
-        hasher = KeyHasher(
-            time_cost=config.argon2_time_cost,
-            memory_kib=config.argon2_memory_kib,
-            parallelism=config.argon2_parallelism,
-        )
+        hasher = key_hasher(config)
         async with database(config) as session:
             return await create_demo_key(session, hasher)
 
