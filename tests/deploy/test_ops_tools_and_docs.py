@@ -48,6 +48,8 @@ def test_install_ops_tools_leaves_the_tools_installed_and_is_then_silent() -> No
     assert first.returncode == 0, first.stdout + first.stderr
     assert shutil.which("caddy")
     assert shutil.which("systemd-analyze")
+    assert shutil.which("prometheus")
+    assert shutil.which("promtool")
     second = subprocess.run(
         ["bash", str(INSTALL_OPS_TOOLS)], capture_output=True, text=True, timeout=120
     )

@@ -10,6 +10,7 @@ import pytest
 
 from tests.doubles.ollama import OllamaDouble
 from tests.support.databases import REDIS_URL
+from tests.support.metrics import parse
 from tests.support.processes import GatewayProcess, free_port
 
 
@@ -65,6 +66,12 @@ def test_not_ready_names_the_failing_check(
         assert body["checks"][failing] == "failing"
         assert "127.0.0.1" not in ready.text
         assert ready.headers["x-request-id"]
+        # The same checks, as the metrics an alert reads (run again by the scrape).
+        scraped = parse(httpx.get(gateway.base_url + "/metrics", timeout=10).text)
+        assert scraped.value("neuronetz_ready") == 0
+        for check in ("postgres", "redis", "ollama"):
+            passing = 0 if check == failing else 1
+            assert scraped.value("neuronetz_readiness_check_ok", check=check) == passing
 
 
 def test_readiness_flips_when_the_double_starts(database_url: str) -> None:

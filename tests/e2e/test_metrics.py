@@ -86,12 +86,20 @@ async def test_requests_refusals_tokens_and_timings_are_counted(
     upstream_count = "neuronetz_upstream_duration_seconds_count"
     assert delta(before, after, upstream_count, route="/api/chat", upstream=upstream) == 4
     assert delta(before, after, "neuronetz_upstream_duration_seconds_bucket", le="+Inf") == 5
+    added = "neuronetz_added_latency_seconds_count"
+    assert delta(before, after, added, route="/api/chat") == 4  # the forwarded ones
 
     # The key was verified once; every later request of it was a cache hit.
     hits = delta(before, after, "neuronetz_auth_cache_lookups_total", result="hit")
     assert hits >= 5
     assert after.value("neuronetz_in_flight_requests") == 0
     assert "neuronetz_audit_buffer_rows" in after.names()
+    assert after.value("neuronetz_audit_buffer_capacity_rows") == 50_000  # the default
+    # Each scrape ran the readiness checks: every dependency of this gateway answers.
+    assert after.value("neuronetz_ready") == 1
+    checks = after.label_values("neuronetz_readiness_check_ok", "check")
+    assert checks == {"postgres", "redis", "ollama"}
+    assert all(after.value("neuronetz_readiness_check_ok", check=c) == 1 for c in checks)
 
     # Bounded labels only: no key, key prefix or request id ever becomes a label value.
     for _, labels, _ in after.samples:

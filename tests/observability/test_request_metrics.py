@@ -98,3 +98,15 @@ def test_in_flight_rises_and_falls() -> None:
     assert value("neuronetz_in_flight_requests") == before + 1
     metrics.finished()
     assert value("neuronetz_in_flight_requests") == before
+
+
+def test_added_latency_is_the_time_outside_the_upstream_exchange() -> None:
+    metrics = RequestMetrics()
+    count = value("neuronetz_added_latency_seconds_count", route="/api/embed")
+    total = value("neuronetz_added_latency_seconds_sum", route="/api/embed")
+    metrics.observe(exchange(routes.EMBED, 200, Outcome.OK, tenant="t", upstream_ms=30.0), 32.5)
+    # A refusal never reached an upstream: its time is no added latency.
+    metrics.observe(exchange(routes.EMBED, 401, Outcome.AUTH_FAILED), 4.0)
+    assert value("neuronetz_added_latency_seconds_count", route="/api/embed") == count + 1
+    added = value("neuronetz_added_latency_seconds_sum", route="/api/embed") - total
+    assert abs(added - 0.0025) < 1e-9

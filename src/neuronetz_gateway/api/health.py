@@ -5,6 +5,8 @@ Readiness fails closed: a check that errors or times out counts as failing, and 
 several Ollama servers each is its own check (`ollama_0`, `ollama_1`, ... in
 `OLLAMA_BASE_URLS` order); the gateway is ready while Postgres, Redis and at least one
 of them answer, and reports `degraded` while some do not (docs/UPSTREAMS.md).
+Every run of the checks is also exported as metrics (`neuronetz_ready`,
+`neuronetz_readiness_check_ok{check}`); `/metrics` runs them (cached) before each scrape.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy import text
 from starlette.responses import Response
 
 from neuronetz_gateway.api.responses import json_response
+from neuronetz_gateway.observability import metrics
 from neuronetz_gateway.resources import Resources
 
 CACHE_SECONDS = 1.0
@@ -54,6 +57,7 @@ class Readiness:
             if time.monotonic() - self._cached_at >= CACHE_SECONDS:
                 self._cached = await self._run_all()
                 self._cached_at = time.monotonic()
+                self._export(self._cached)
             return dict(self._cached)
 
     @staticmethod
@@ -62,6 +66,11 @@ class Readiness:
         upstreams = [ok for name, ok in results.items() if name.startswith(UPSTREAM_CHECK)]
         others = [ok for name, ok in results.items() if not name.startswith(UPSTREAM_CHECK)]
         return all(others) and any(upstreams)
+
+    def _export(self, results: dict[str, bool]) -> None:
+        for name, ok in results.items():
+            metrics.READINESS_CHECK_OK.labels(name).set(1 if ok else 0)
+        metrics.READY.set(1 if self.ready(results) else 0)
 
     async def _run_all(self) -> dict[str, bool]:
         checks = self.checks()

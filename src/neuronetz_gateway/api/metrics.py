@@ -1,6 +1,8 @@
 """`/metrics` in Prometheus text format, behind `METRICS_TOKEN` when one is set (REFERENCE.md §5).
 
 With several workers the answer adds up every worker's values (observability.multiprocess).
+Each scrape first refreshes the readiness gauges (the checks of `/readyz`, cached ~1 s),
+so an alert on readiness needs nothing but Prometheus.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ async def metrics(request: Request) -> Response:
             media_type="application/json",
             headers={"www-authenticate": "Bearer"},
         )
+    readiness = getattr(request.app.state, "readiness", None)
+    if readiness is not None:
+        await readiness.results()
     sampler = getattr(request.app.state, "metrics_sampler", None)
     if sampler is not None:
         sampler.sample()  # this process's gauges as of now, not as of the last second

@@ -91,6 +91,11 @@ class AuditWriter:
         return not self._closed and self._depth < self._max_rows
 
     @property
+    def capacity(self) -> int:
+        """`AUDIT_BUFFER_MAX_ROWS`: the depth at which `accepting` turns False."""
+        return self._max_rows
+
+    @property
     def depth(self) -> int:
         """Records submitted and not yet committed."""
         return self._depth

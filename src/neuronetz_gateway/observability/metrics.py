@@ -3,8 +3,9 @@
 Names carry the `neuronetz_` prefix and their unit. Labels are bounded: route (the
 allowlist, or the fixed word "other" for every other path), status, outcome, reason,
 model (the catalog), tenant (the tenant name), upstream (`host:port` of configured
-servers). Never a key, a key prefix or a request id. Recorded per request by
-`request_metrics`, sampled from process state by `sampler`; docs/OBSERVABILITY.md.
+servers), check (the readiness checks). Never a key, a key prefix or a request id.
+Recorded per request by `request_metrics`, sampled from process state by `sampler`,
+readiness by `api.health`; docs/OBSERVABILITY.md.
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ TIME_TO_FIRST_BYTE_SECONDS = Histogram(
     ["route"],
     buckets=LATENCY_BUCKETS,
 )
+ADDED_LATENCY_SECONDS = Histogram(
+    "neuronetz_added_latency_seconds",
+    "Time a forwarded request spent in the gateway itself: its duration minus the "
+    "upstream exchange.",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
+)
 UPSTREAM_SECONDS = Histogram(
     "neuronetz_upstream_duration_seconds",
     "Time spent on the upstream exchange, by upstream server.",
@@ -73,6 +81,11 @@ IN_FLIGHT = Gauge(
 AUDIT_BUFFER_ROWS = Gauge(
     "neuronetz_audit_buffer_rows",
     "Audit rows waiting to be written to Postgres.",
+    multiprocess_mode="livesum",
+)
+AUDIT_BUFFER_CAPACITY_ROWS = Gauge(
+    "neuronetz_audit_buffer_capacity_rows",
+    "AUDIT_BUFFER_MAX_ROWS: buffered rows at which requests are refused with 503.",
     multiprocess_mode="livesum",
 )
 AUDIT_RECORDS_DROPPED = Counter(
@@ -104,4 +117,15 @@ UPSTREAM_UP = Gauge(
     "1 while the upstream server is in rotation, 0 while it is ejected.",
     ["upstream"],
     multiprocess_mode="min",
+)
+READY = Gauge(
+    "neuronetz_ready",
+    "1 while /readyz would answer 200, 0 while it would answer 503 (as of the last check).",
+    multiprocess_mode="livemostrecent",
+)
+READINESS_CHECK_OK = Gauge(
+    "neuronetz_readiness_check_ok",
+    "1 while the readiness check (postgres, redis, ollama, ...) passes, 0 while it fails.",
+    ["check"],
+    multiprocess_mode="livemostrecent",
 )

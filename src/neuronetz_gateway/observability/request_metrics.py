@@ -45,7 +45,7 @@ class RequestMetrics:
 
     def __init__(self) -> None:
         self._requests: dict[tuple[str, int, Outcome], Counter] = {}
-        self._timings: dict[str, tuple[Histogram, Histogram]] = {}
+        self._timings: dict[str, tuple[Histogram, Histogram, Histogram]] = {}
         self._upstream: dict[tuple[str, str], Histogram] = {}
         self._tokens: dict[tuple[str, str], tuple[Counter, Counter]] = {}
         self._refusals: dict[Outcome, Counter] = {}
@@ -74,6 +74,7 @@ class RequestMetrics:
             timings = (
                 metrics.REQUEST_SECONDS.labels(route),
                 metrics.TIME_TO_FIRST_BYTE_SECONDS.labels(route),
+                metrics.ADDED_LATENCY_SECONDS.labels(route),
             )
             self._timings[route] = timings
         timings[0].observe(latency_ms / 1000.0)
@@ -81,6 +82,7 @@ class RequestMetrics:
             timings[1].observe(exchange.first_byte_ms / 1000.0)
 
         if exchange.upstream_ms is not None:
+            timings[2].observe(max(0.0, latency_ms - exchange.upstream_ms) / 1000.0)
             self._observe_upstream(route, exchange.upstream, exchange.upstream_ms)
         if exchange.prompt_tokens or exchange.completion_tokens:
             self._count_tokens(exchange)

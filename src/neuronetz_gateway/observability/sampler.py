@@ -3,9 +3,10 @@
 The audit buffer's depth and the key cache's hits and misses live as plain numbers on
 the `AuditWriter` and the `Authenticator`, where keeping them costs the hot path
 nothing. `MetricsSampler` copies them into Prometheus every second and before a scrape
-answered by this process. A push is needed (a scrape-time callback is not enough): with
-several workers the scrape is answered by one of them, which can only read the others'
-values from what they last wrote.
+answered by this process (the buffer's capacity, a setting, once at start). A push is
+needed (a scrape-time callback is not enough): with several workers the scrape is
+answered by one of them, which can only read the others' values from what they last
+wrote.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ SAMPLE_INTERVAL_SECONDS = 1.0
 
 
 class AuditState(Protocol):
+    @property
+    def capacity(self) -> int: ...
     @property
     def depth(self) -> int: ...
     @property
@@ -75,6 +78,7 @@ class MetricsSampler:
 
     async def start(self) -> None:
         if self._task is None:
+            metrics.AUDIT_BUFFER_CAPACITY_ROWS.set(self._audit.capacity)
             self.sample()
             self._task = asyncio.create_task(self._run(), name="metrics-sampler")
 
