@@ -107,6 +107,7 @@ class Settings(BaseSettings):
 
     trusted_proxy_ips: Annotated[list[IPNetwork], NoDecode] = Field(default_factory=list)
     metrics_token: SecretStr | None = None
+    metrics_max_tenants: int = Field(default=50, ge=0)
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
     data_dir: Path = Field(default_factory=_default_data_dir)
 

@@ -85,7 +85,7 @@ class GatewayRuntime:
         )
         self.discovery = DiscoveryTask(resources.engine, resources.upstream, settings, self.catalog)
         self.retention = RetentionTask(resources.engine, settings)
-        self.metrics = RequestMetrics()
+        self.metrics = RequestMetrics(settings.metrics_max_tenants)
         self.access_log = AccessLog(settings.log_level, settings.log_format)
         self.sampler = MetricsSampler(self.audit, self.authenticator)
         self._in_flight = 0

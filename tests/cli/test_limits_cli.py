@@ -63,6 +63,7 @@ async def test_set_tenant_limits_changes_only_given_options(
         "  limits: rpm=60 tpm=unlimited max_concurrent=unlimited daily_tokens=0 "
         "monthly_tokens=unlimited total_tokens=unlimited\n"
         "  allow_all_models=true\n"
+        "  metrics=off\n"
     )
     assert second.exit_code == 0, second.stderr
     assert second.json()["tenant"]["limits"] == {**UNSET, "tpm": 1000, "daily_tokens": 0}
@@ -195,3 +196,53 @@ async def test_set_limits_needs_exactly_one_subject(cli: Cli, key: KeyFixture) -
     assert len(both.stderr.splitlines()) == 1
     assert unknown.exit_code == 1
     assert unknown.stderr == "error: unknown key 'nz_zzzzzzzz'\n"
+
+
+async def marked_tenants(db: AsyncSession) -> int:
+    count = await db.scalar(
+        sa.select(sa.func.count()).select_from(TenantLimits).where(TenantLimits.metrics)
+    )
+    return int(count or 0)
+
+
+async def metrics_on(db: AsyncSession, tenant_id: uuid.UUID) -> bool:
+    db.expire_all()
+    row = await db.get_one(TenantLimits, tenant_id, populate_existing=True)
+    return row.metrics
+
+
+async def test_metrics_on_and_off_for_a_tenant(cli: Cli, db: AsyncSession, key: KeyFixture) -> None:
+    on = await cli("set-limits", "--tenant", key.tenant_name, "--metrics", "on")
+    assert on.exit_code == 0, on.stderr
+    assert on.stdout.endswith("  metrics=on\n")
+    assert await metrics_on(db, key.tenant_id)
+
+    off = await cli("set-limits", "--tenant", key.tenant_name, "--metrics", "off", "--json")
+    assert off.exit_code == 0, off.stderr
+    assert off.json()["tenant"]["metrics"] is False
+    assert not await metrics_on(db, key.tenant_id)
+
+
+async def test_metrics_is_for_tenants_only(cli: Cli, key: KeyFixture) -> None:
+    result = await cli("set-limits", "--key", key.prefix, "--metrics", "on")
+    assert result.exit_code == 2
+    assert "applies to tenants only" in result.stderr
+
+
+async def test_marking_stops_at_metrics_max_tenants(
+    cli: Cli, db: AsyncSession, key: KeyFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = await make_tenant(db)
+    other_id, other_name = other.id, other.name
+    monkeypatch.setenv("METRICS_MAX_TENANTS", str(await marked_tenants(db) + 1))
+    first = await cli("set-limits", "--tenant", key.tenant_name, "--metrics", "on")
+    again = await cli("set-limits", "--tenant", key.tenant_name, "--metrics", "on")
+    refused = await cli("set-limits", "--tenant", other_name, "--metrics", "on", "--rpm", "5")
+
+    assert (first.exit_code, again.exit_code) == (0, 0)  # marking a marked one is no new one
+    assert refused.exit_code == 1
+    assert len(refused.stderr.splitlines()) == 1
+    assert "have metrics on already (METRICS_MAX_TENANTS=" in refused.stderr
+    assert not await metrics_on(db, other_id)
+    assert (await tenant_row(db, other_id))["rpm"] is None  # nothing of the command applied
+    await cli("set-limits", "--tenant", key.tenant_name, "--metrics", "off")

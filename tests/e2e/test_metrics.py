@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from neuronetz_gateway.admin.limits import set_tenant_metrics
 from tests.doubles.ollama import OllamaDouble, count_prompt_tokens
 from tests.e2e.conftest import Caller, allow_all_models
 from tests.support.factories import make_key, make_tenant
@@ -72,7 +73,7 @@ async def test_requests_refusals_tokens_and_timings_are_counted(
     assert delta(before, after, refusals, reason="forbidden") == 1
     assert delta(before, after, refusals) == 4  # the upstream's 502 is no refusal
 
-    tokens = {"model": MODEL, "tenant": tenant}
+    tokens = {"model": MODEL}
     completion = delta(before, after, "neuronetz_tokens_total", direction="completion", **tokens)
     assert completion == 4 * 5
     prompt = delta(before, after, "neuronetz_tokens_total", direction="prompt", **tokens)
@@ -101,11 +102,46 @@ async def test_requests_refusals_tokens_and_timings_are_counted(
     assert checks == {"postgres", "redis", "ollama"}
     assert all(after.value("neuronetz_readiness_check_ok", check=c) == 1 for c in checks)
 
-    # Bounded labels only: no key, key prefix or request id ever becomes a label value.
+    # Bounded labels only: no key, key prefix or request id ever becomes a label value,
+    # nor the name of a tenant no operator marked for metrics.
     for _, labels, _ in after.samples:
         for value in labels.values():
             assert "nz_" not in value
             assert caller.key.prefix.removeprefix("nz_") not in value
+            assert tenant not in value
+
+
+async def test_a_tenant_marked_while_running_is_counted_by_name(
+    caller: Caller, session: AsyncSession
+) -> None:
+    client, auth, tenant = caller.client, caller.auth, caller.key.tenant_name
+    body = chat("count my tenant", stream=False)
+    assert (await client.post("/api/chat", json=body, headers=auth)).status_code == 200
+    await set_tenant_metrics(session, tenant, True, max_tenants=10)
+    # The change feed evicts the cached key; once it has, requests carry the mark.
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await scrape(client)).value("neuronetz_tenant_requests_total", tenant=tenant) == 0:
+        assert asyncio.get_running_loop().time() < deadline, "the mark never took effect"
+        assert (await client.post("/api/chat", json=body, headers=auth)).status_code == 200
+        await asyncio.sleep(0.05)
+    before = await scrape(client)
+    for _ in range(3):
+        assert (await client.post("/api/chat", json=body, headers=auth)).status_code == 200
+    refused = {**body, "model": "no-such-model:1b"}
+    assert (await client.post("/api/chat", json=refused, headers=auth)).status_code == 404
+    after = await scrape(client)
+
+    requests = "neuronetz_tenant_requests_total"
+    assert delta(before, after, requests, tenant=tenant, outcome="ok") == 3
+    assert delta(before, after, requests, tenant=tenant, outcome="not_found") == 1
+    prompt = delta(
+        before, after, "neuronetz_tenant_tokens_total", tenant=tenant, direction="prompt"
+    )
+    assert prompt == 3 * count_prompt_tokens(body)
+    completion = "neuronetz_tenant_tokens_total"
+    assert delta(before, after, completion, tenant=tenant, direction="completion") == 3 * 5
+
+    await set_tenant_metrics(session, tenant, False, max_tenants=10)
 
 
 async def test_in_flight_gauge_counts_a_request_while_it_runs(
@@ -160,6 +196,7 @@ def _serving_pids(process: GatewayProcess, request_ids: set[str]) -> set[int]:
 async def test_workers_report_one_sum(two_workers: GatewayProcess, session: AsyncSession) -> None:
     tenant = await make_tenant(session)
     await allow_all_models(session, tenant.id)
+    await set_tenant_metrics(session, tenant.name, True, max_tenants=10)
     key = await make_key(session, tenant.name)
     headers = {"Authorization": f"Bearer {key.secret}"}
     sent: set[str] = set()
@@ -189,7 +226,7 @@ async def test_workers_report_one_sum(two_workers: GatewayProcess, session: Asyn
             after = await scrape(client)
         assert after.value(REQUESTS, route="/api/chat", outcome="ok") == len(sent)
         completion = after.value(
-            "neuronetz_tokens_total", direction="completion", tenant=tenant.name
+            "neuronetz_tenant_tokens_total", direction="completion", tenant=tenant.name
         )
         assert completion == 5 * len(sent)
         assert after.value("neuronetz_in_flight_requests") == 0

@@ -3,9 +3,9 @@
 Prometheus (Debian's package) runs the example configuration of ops/prometheus/ with
 the test's target, token and a 1 s scrape interval, and loads the rules. While chats
 (plain and streamed), upstream failures, wrong keys and budget refusals flow through
-the gateway to the Ollama double, every query of every dashboard panel must return a
-number through Prometheus's HTTP API, every recording rule must produce series and no
-rule may fail to evaluate.
+the gateway to the Ollama double (the chats' tenant marked for per-tenant metrics),
+every query of every dashboard panel must return a number through Prometheus's HTTP
+API, every recording rule must produce series and no rule may fail to evaluate.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from neuronetz_gateway.admin.limits import LimitUpdate, set_key_limits
+from neuronetz_gateway.admin.limits import LimitUpdate, set_key_limits, set_tenant_metrics
 from tests.doubles.ollama import OllamaDouble
 from tests.e2e.conftest import Backend, allow_all_models
 from tests.support import prometheus
@@ -86,9 +86,13 @@ def server(
     running.stop()
 
 
-async def _key(session: AsyncSession, daily_tokens: int | None = None) -> KeyFixture:
+async def _key(
+    session: AsyncSession, *, marked: bool = False, daily_tokens: int | None = None
+) -> KeyFixture:
     tenant = await make_tenant(session)
     await allow_all_models(session, tenant.id)
+    if marked:
+        await set_tenant_metrics(session, tenant.name, True, max_tenants=1000)
     key = await make_key(session, tenant.name)
     if daily_tokens is not None:
         limits = LimitUpdate(values={"daily_tokens": daily_tokens})
@@ -150,7 +154,7 @@ async def test_every_panel_and_recording_rule_returns_data(
     session: AsyncSession,
 ) -> None:
     double.behaviour_for(FAILING_MODEL).fail_with = (500, "boom")
-    good, broke = await _key(session), await _key(session, daily_tokens=0)
+    good, broke = await _key(session, marked=True), await _key(session, daily_tokens=0)
     instance = f"127.0.0.1:{gateway.port}"
     queries = {
         f"{query.panel} [{query.ref_id}]": as_prometheus_query(

@@ -2,7 +2,8 @@
 
 A tenant's null means "unlimited", a key's null means "inherit the tenant's value".
 Zero is a legal value: `rpm 0` or `daily_tokens 0` means "nothing is allowed", which
-is how an operator stops a subject without revoking it.
+is how an operator stops a subject without revoking it. The same row holds whether the
+tenant's usage is exported as metrics (§5; at most `METRICS_MAX_TENANTS` tenants).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class TenantLimitsView:
     tenant_name: str
     limits: LimitValues
     allow_all_models: bool
+    metrics: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,7 @@ async def _tenant_view(session: AsyncSession, tenant_id: uuid.UUID, name: str) -
         tenant_name=name,
         limits=limit_values(row),
         allow_all_models=bool(row and row.allow_all_models),
+        metrics=bool(row and row.metrics),
     )
 
 
@@ -150,6 +153,31 @@ async def set_tenant_limits(
         if update.allow_all_models is not None:
             row.allow_all_models = update.allow_all_models
         await session.commit()
+    return await _tenant_view(session, tenant.id, tenant.name)
+
+
+async def set_tenant_metrics(
+    session: AsyncSession, tenant_name: str, enabled: bool, *, max_tenants: int
+) -> TenantLimitsView:
+    """Mark the tenant's usage for export as metrics, or unmark it; returns the result.
+
+    Marking is refused while `max_tenants` tenants are marked already (the gateway would
+    not export more: docs/OBSERVABILITY.md, "Per-tenant usage").
+    """
+    tenant = await get_tenant(session, tenant_name)
+    await _ensure_row(session, TenantLimits, {"tenant_id": tenant.id, "allow_all_models": False})
+    row = await _locked_row(session, TenantLimits, TenantLimits.tenant_id == tenant.id)
+    if enabled and not row.metrics:
+        marked = await session.scalar(
+            sa.select(sa.func.count()).select_from(TenantLimits).where(TenantLimits.metrics)
+        )
+        if (marked or 0) >= max_tenants:
+            raise AdminError(
+                f"{marked} tenants have metrics on already (METRICS_MAX_TENANTS={max_tenants});"
+                " turn one off or raise the limit"
+            )
+    row.metrics = enabled
+    await session.commit()
     return await _tenant_view(session, tenant.id, tenant.name)
 
 

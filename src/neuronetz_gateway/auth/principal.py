@@ -78,3 +78,5 @@ class Principal:
     # Prompt logging (docs/REFERENCE.md §4.10).
     prompt_logging: bool = False
     prompt_log_ttl_hours: int | None = None
+    # The tenant's usage is exported as metrics under its name (docs/REFERENCE.md §5).
+    tenant_metrics: bool = False

@@ -60,6 +60,7 @@ _KEY_QUERY = (
         Tenant.name.label("tenant_name"),
         Tenant.status.label("tenant_status"),
         TenantLimits.allow_all_models.label("t_allow_all"),
+        TenantLimits.metrics.label("t_metrics"),
         KeyLimits.allow_all_models.label("k_allow_all"),
         *(getattr(TenantLimits, f).label(f"t_{f}") for f in LIMIT_FIELDS),
         *(getattr(KeyLimits, f).label(f"k_{f}") for f in LIMIT_FIELDS),
@@ -121,4 +122,5 @@ async def load_principal(engine: AsyncEngine, record: KeyRecord) -> Principal:
         key_grants=key_grants,
         prompt_logging=row["prompt_logging"],
         prompt_log_ttl_hours=row["prompt_log_ttl_hours"],
+        tenant_metrics=bool(row["t_metrics"]),
     )

@@ -1,8 +1,10 @@
-"""`set-limits`: a tenant's or key's rate limits, budgets and model toggle."""
+"""`set-limits`: a tenant's or key's rate limits, budgets and model toggle, and whether a
+tenant's usage is exported as metrics."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -46,6 +48,11 @@ MonthlyTokens = Annotated[str | None, _limit_option("monthly_tokens", "Token bud
 TotalTokens = Annotated[str | None, _limit_option("total_tokens", "Token budget, all time")]
 
 
+class Switch(StrEnum):
+    ON = "on"
+    OFF = "off"
+
+
 def _values_text(values: LimitValues, unset: str) -> str:
     def show(value: int | None) -> str:
         return unset if value is None else str(value)
@@ -63,6 +70,7 @@ def _tenant_json(view: limits.TenantLimitsView) -> dict[str, object]:
         "name": view.tenant_name,
         "limits": _values_json(view.limits),
         "allow_all_models": view.allow_all_models,
+        "metrics": view.metrics,
     }
 
 
@@ -70,7 +78,8 @@ def _tenant_text(view: limits.TenantLimitsView) -> str:
     return (
         f"tenant {view.tenant_name}\n"
         f"  limits: {_values_text(view.limits, 'unlimited')}\n"
-        f"  allow_all_models={str(view.allow_all_models).lower()}"
+        f"  allow_all_models={str(view.allow_all_models).lower()}\n"
+        f"  metrics={'on' if view.metrics else 'off'}"
     )
 
 
@@ -107,6 +116,14 @@ def set_limits(
         bool,
         typer.Option("--inherit-models", help="Key only: allow_all_models back to inherit."),
     ] = False,
+    metrics: Annotated[
+        Switch | None,
+        typer.Option(
+            "--metrics",
+            help="Tenant only: export its requests and tokens as metrics under its name"
+            " (at most METRICS_MAX_TENANTS tenants).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Set limits of a tenant or key; options not given stay unchanged.
@@ -115,6 +132,8 @@ def set_limits(
     """
     if (tenant is None) == (key is None):
         raise typer.BadParameter("give exactly one of them", param_hint="'--tenant' / '--key'")
+    if key is not None and metrics is not None:
+        raise typer.BadParameter("applies to tenants only", param_hint="'--metrics'")
     given = {
         "rpm": rpm,
         "tpm": tpm,
@@ -157,6 +176,13 @@ def set_limits(
 
     async def for_tenant(config: Settings) -> limits.TenantLimitsView:
         async with database(config) as session:
+            if metrics is not None:  # first: a refusal leaves the limits unchanged too
+                await limits.set_tenant_metrics(
+                    session,
+                    tenant_name,
+                    metrics is Switch.ON,
+                    max_tenants=config.metrics_max_tenants,
+                )
             return await limits.set_tenant_limits(session, tenant_name, update)
 
     tenant_view = run(for_tenant)

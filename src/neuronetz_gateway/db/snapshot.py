@@ -41,7 +41,7 @@ _CONFIG_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
             "prompt_log_ttl_hours",
         ),
     ),
-    "tenant_limits": ("tenant_id", (*LIMIT_FIELDS, "allow_all_models")),
+    "tenant_limits": ("tenant_id", (*LIMIT_FIELDS, "allow_all_models", "metrics")),
     "key_limits": ("key_id", (*LIMIT_FIELDS, "allow_all_models")),
     "model_grants": ("id", ("tenant_id", "key_id", "model_name")),
     "models": ("name", ("digest", "size_bytes", "details", "available", "upstream", "modified_at")),

@@ -163,6 +163,8 @@ class TenantLimits(_LimitColumns, Base):
     allow_all_models: Mapped[bool] = mapped_column(
         sa.Boolean, default=False, server_default=sa.false()
     )
+    # Usage of this tenant exported as metrics by name (docs/OBSERVABILITY.md).
+    metrics: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
 
 
 class KeyLimits(_LimitColumns, Base):

@@ -2,8 +2,9 @@
 
 Names carry the `neuronetz_` prefix and their unit. Labels are bounded: route (the
 allowlist, or the fixed word "other" for every other path), status, outcome, reason,
-model (the catalog), tenant (the tenant name), upstream (`host:port` of configured
-servers), check (the readiness checks). Never a key, a key prefix or a request id.
+model (the catalog), upstream (`host:port` of configured servers), check (the readiness
+checks), and tenant only on the `neuronetz_tenant_*` series of the tenants an operator
+marked (at most `METRICS_MAX_TENANTS`). Never a key, a key prefix or a request id.
 Recorded per request by `request_metrics`, sampled from process state by `sampler`,
 readiness by `api.health`; docs/OBSERVABILITY.md.
 """
@@ -65,8 +66,18 @@ UPSTREAM_SECONDS = Histogram(
 )
 TOKENS = Counter(
     "neuronetz_tokens_total",
-    "Tokens as Ollama reported them, by direction (prompt, completion), model and tenant.",
-    ["direction", "model", "tenant"],
+    "Tokens as Ollama reported them, by direction (prompt, completion) and model.",
+    ["direction", "model"],
+)
+TENANT_REQUESTS = Counter(
+    "neuronetz_tenant_requests_total",
+    "Requests of the tenants marked with `set-limits --metrics on`, by outcome.",
+    ["tenant", "outcome"],
+)
+TENANT_TOKENS = Counter(
+    "neuronetz_tenant_tokens_total",
+    "Tokens of the tenants marked with `set-limits --metrics on`, by direction.",
+    ["tenant", "direction"],
 )
 REFUSALS = Counter(
     "neuronetz_refusals_total",

@@ -4,7 +4,8 @@ Called once per request, refused ones too, so it is kept cheap: `.labels()` vali
 and formats on every call, so each label combination is resolved once and its child
 kept in a dict; afterwards a request costs a few dict lookups and increments.
 Every label value comes from a bounded set: the route allowlist (or "other"), status
-codes, outcomes, catalog models, tenant names and configured upstreams.
+codes, outcomes, catalog models and configured upstreams; tenant names only for the
+tenants an operator marked (`tenant_metrics`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from prometheus_client import Counter, Histogram
 from neuronetz_gateway.context import Exchange
 from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.observability import metrics
+from neuronetz_gateway.observability.tenant_metrics import TenantMetrics
 
 # Every path outside the allowlist (404s, 403s for blocked endpoints) shares one label,
 # so a scanner cannot grow the label space.
@@ -43,13 +45,15 @@ def route_label(exchange: Exchange) -> str:
 class RequestMetrics:
     """Per-request metrics with label children resolved once per combination."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_tenants: int) -> None:
+        """`max_tenants`: at most this many marked tenants get series (`TenantMetrics`)."""
         self._requests: dict[tuple[str, int, Outcome], Counter] = {}
         self._timings: dict[str, tuple[Histogram, Histogram, Histogram]] = {}
         self._upstream: dict[tuple[str, str], Histogram] = {}
-        self._tokens: dict[tuple[str, str], tuple[Counter, Counter]] = {}
+        self._tokens: dict[str, tuple[Counter, Counter]] = {}
         self._refusals: dict[Outcome, Counter] = {}
         self._in_flight = metrics.IN_FLIGHT
+        self._tenants = TenantMetrics(max_tenants)
 
     def started(self) -> None:
         """A request entered the pipeline."""
@@ -92,6 +96,9 @@ class RequestMetrics:
             if refusals is None:
                 refusals = self._refusals[outcome] = metrics.REFUSALS.labels(outcome.value)
             refusals.inc()
+        principal = exchange.principal
+        if principal is not None and principal.tenant_metrics:
+            self._tenants.count(principal.tenant_name, exchange)
 
     def _observe_upstream(self, route: str, upstream: str | None, elapsed_ms: float) -> None:
         key = (route, upstream or NO_LABEL)
@@ -101,15 +108,14 @@ class RequestMetrics:
         histogram.observe(elapsed_ms / 1000.0)
 
     def _count_tokens(self, exchange: Exchange) -> None:
-        principal = exchange.principal
-        key = (exchange.model or NO_LABEL, principal.tenant_name if principal else NO_LABEL)
-        counters = self._tokens.get(key)
+        model = exchange.model or NO_LABEL
+        counters = self._tokens.get(model)
         if counters is None:
             counters = (
-                metrics.TOKENS.labels("prompt", *key),
-                metrics.TOKENS.labels("completion", *key),
+                metrics.TOKENS.labels("prompt", model),
+                metrics.TOKENS.labels("completion", model),
             )
-            self._tokens[key] = counters
+            self._tokens[model] = counters
         if exchange.prompt_tokens > 0:
             counters[0].inc(exchange.prompt_tokens)
         if exchange.completion_tokens > 0:
