@@ -61,8 +61,8 @@ def test_parallel_requests_generate_at_once_and_the_rest_wait_in_arrival_order(
 def test_unlimited_by_default_every_request_starts_when_it_arrives(
     double: OllamaDouble,
 ) -> None:
-    double.gpu.token_seconds = 0.02
-    double.completion_tokens = 10
+    double.gpu.token_seconds = 0.1
+    double.completion_tokens = 20  # two seconds each: all five overlap, even on a busy machine
 
     _in_order(double, [f"r{i}" for i in range(5)])
 
