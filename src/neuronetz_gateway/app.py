@@ -119,6 +119,12 @@ def create_app(settings: Settings) -> GatewayApp:
                 detail="one process, one replica: limits and caches live in this process",
                 **backends.describe(settings),
             )
+        elif settings.metrics_token is None:
+            log.warning(
+                "metrics_without_token",
+                detail="/metrics answers loopback clients only; set METRICS_TOKEN to scrape "
+                "it from elsewhere",
+            )
         try:
             yield
         finally:

@@ -24,13 +24,14 @@ class Exchange:
     scope: Scope
     receive: Receive
     send: Send
-    request_id: str
+    request_id: str  # the gateway's own (audit_log.request_id)
     method: str
     surface: Surface
     audit_route: str
     client_ip: str | None
     user_agent: str | None
     route: Route | None = None
+    client_request_id: str | None = None  # the client's X-Request-ID, when well-formed
     started: float = field(default_factory=time.perf_counter)
     principal: Principal | None = None
     model: str | None = None

@@ -18,7 +18,7 @@ from neuronetz_gateway.config import IPNetwork
 from neuronetz_gateway.context import Exchange
 from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.errors import GatewayError, surface_of_path, unavailable
-from neuronetz_gateway.middleware.request_id import request_id_of
+from neuronetz_gateway.middleware.request_id import client_request_id_of, request_id_of
 from neuronetz_gateway.pipeline import Pipeline
 from neuronetz_gateway.policy.routes import Decision, Verdict, canonical_path, classify
 from neuronetz_gateway.proxy.headers import client_address
@@ -86,6 +86,7 @@ class GatewayMiddleware:
             receive=receive,
             send=send,
             request_id=request_id_of(scope),
+            client_request_id=client_request_id_of(scope),
             method=scope["method"],
             surface=route.surface if route else surface_of_path(canonical_path(raw_path)),
             audit_route=decision.audit_route,

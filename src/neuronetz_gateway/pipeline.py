@@ -164,6 +164,7 @@ class Pipeline:
     async def _show(self, exchange: Exchange, route: Route, principal: Principal) -> None:
         parsed = await self._read_request(exchange, route)
         model = self._authorize(exchange, principal, parsed.model)
+        await self._count_request(exchange, route, principal)
         await self._proxy_watching(exchange, route, parsed.raw, StreamObserver(), model, None)
 
     async def _listing(
@@ -179,6 +180,7 @@ class Pipeline:
             model = next(m for m in visible if m.name == name)
             await respond.complete(exchange, 200, orjson.dumps(listings.openai_model(model)))
         else:  # /api/ps: Ollama knows what is loaded; the key sees only its models
+            await self._count_request(exchange, route, principal)
             await self._ps(exchange, {m.name for m in visible})
 
     async def _ps(self, exchange: Exchange, visible: set[str]) -> None:
@@ -222,6 +224,14 @@ class Pipeline:
             raise refused_error(refusal) from None
         except LimiterUnavailable:
             raise unavailable("rate limiting is temporarily unavailable") from None
+
+    async def _count_request(self, exchange: Exchange, route: Route, principal: Principal) -> None:
+        """Count a request that asks Ollama but runs no model (`/api/show`, `/api/ps`)
+        against `rpm`: no tokens, no concurrency slot, so nothing to settle."""
+        admission = await self._admit(exchange, route, principal.requests_only(), 0, None)
+        exchange.extra_headers.extend(
+            (name.encode(), value.encode()) for name, value in admission.headers.items()
+        )
 
     async def _settle(self, ticket: Ticket, usage: Usage) -> None:
         if ticket.is_noop:

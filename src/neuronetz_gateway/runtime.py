@@ -192,6 +192,7 @@ class GatewayRuntime:
                 client_ip=exchange.client_ip,
                 user_agent=exchange.user_agent,
                 prompt_log=prompt_log,
+                client_request_id=exchange.client_request_id,
             )
         )
         self.metrics.observe(exchange, latency_ms)

@@ -136,12 +136,20 @@ async def client(gateway: GatewayProcess) -> AsyncIterator[httpx.AsyncClient]:
 async def audit_rows(
     engine: AsyncEngine, request_id: str, *, expected: int = 1, timeout: float = 5.0
 ) -> list[AuditLog]:
-    """The audit rows of `request_id`, waiting (bounded) for the batched writer."""
+    """The audit rows of `request_id` (the gateway's or the client's X-Request-ID),
+    waiting (bounded) for the batched writer."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         async with AsyncSession(engine) as session:
             rows = list(
-                await session.scalars(sa.select(AuditLog).where(AuditLog.request_id == request_id))
+                await session.scalars(
+                    sa.select(AuditLog).where(
+                        sa.or_(
+                            AuditLog.request_id == request_id,
+                            AuditLog.client_request_id == request_id,
+                        )
+                    )
+                )
             )
         if len(rows) >= expected or asyncio.get_running_loop().time() > deadline:
             return rows

@@ -85,8 +85,8 @@ async def test_one_line_per_request_without_secrets(
     for request_id in ids.values():
         found = await asyncio.to_thread(gateway.wait_for_log, request_id, 5.0)
         assert found is not None, request_id
-    by_id = {entry["request_id"]: entry for entry in access_lines(gateway)}
-    counts = [entry["request_id"] for entry in access_lines(gateway)]
+    by_id = {entry["client_request_id"]: entry for entry in access_lines(gateway)}
+    counts = [entry["client_request_id"] for entry in access_lines(gateway)]
     assert all(counts.count(request_id) == 1 for request_id in ids.values())
 
     first = by_id[ids["chat"]]

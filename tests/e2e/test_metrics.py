@@ -105,6 +105,7 @@ async def test_requests_refusals_tokens_and_timings_are_counted(
     # Bounded labels only: no key, key prefix or request id ever becomes a label value,
     # nor the name of a tenant no operator marked for metrics.
     for _, labels, _ in after.samples:
+        assert "tenant" not in labels
         for value in labels.values():
             assert "nz_" not in value
             assert caller.key.prefix.removeprefix("nz_") not in value
@@ -188,7 +189,7 @@ def _serving_pids(process: GatewayProcess, request_ids: set[str]) -> set[int]:
     for line in process.logs().splitlines():
         if '"event":"request"' in line:
             entry = json.loads(line)
-            if entry["request_id"] in request_ids:
+            if entry["client_request_id"] in request_ids:
                 pids.add(entry["pid"])
     return pids
 

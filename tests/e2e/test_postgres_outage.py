@@ -63,8 +63,8 @@ async def _count_rows(engine: AsyncEngine, request_ids: list[str]) -> dict[str, 
     async with engine.connect() as connection:
         result = await connection.execute(
             sa.text(
-                "SELECT request_id, count(*) FROM audit_log WHERE request_id = ANY(:ids)"
-                " GROUP BY request_id"
+                "SELECT client_request_id, count(*) FROM audit_log"
+                " WHERE client_request_id = ANY(:ids) GROUP BY client_request_id"
             ),
             {"ids": request_ids},
         )

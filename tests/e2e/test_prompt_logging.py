@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from neuronetz_gateway.admin.keys import create_key
 from neuronetz_gateway.admin.prompt_logging import set_prompt_logging
-from neuronetz_gateway.db.tables import PromptLog
+from neuronetz_gateway.db.tables import AuditLog, PromptLog
 from tests.doubles.ollama import OllamaDouble
 from tests.e2e.conftest import allow_all_models, audit_rows
 from tests.support.factories import FAST_HASHER, KeyFixture, make_key, make_tenant, unique_name
@@ -55,7 +55,8 @@ async def prompt_logs(engine: AsyncEngine, request_id: str) -> list[PromptLog]:
     """The prompt logs of a request whose audit row was written (same transaction)."""
     assert await audit_rows(engine, request_id), f"no audit row for {request_id}"
     async with AsyncSession(engine) as session:
-        query = sa.select(PromptLog).where(PromptLog.request_id == request_id)
+        ours = sa.select(AuditLog.request_id).where(AuditLog.client_request_id == request_id)
+        query = sa.select(PromptLog).where(PromptLog.request_id.in_(ours.scalar_subquery()))
         return list(await session.scalars(query))
 
 

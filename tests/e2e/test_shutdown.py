@@ -111,8 +111,8 @@ async def _audit_rows(engine: AsyncEngine, ids: list[str]) -> dict[str, list[tup
     async with engine.connect() as connection:
         result = await connection.execute(
             sa.text(
-                "SELECT request_id, outcome, completion_tokens FROM audit_log"
-                " WHERE request_id = ANY(:ids)"
+                "SELECT client_request_id, outcome, completion_tokens FROM audit_log"
+                " WHERE client_request_id = ANY(:ids)"
             ),
             {"ids": ids},
         )

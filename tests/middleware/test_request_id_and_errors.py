@@ -43,11 +43,16 @@ async def test_generated_id_on_success(client: httpx.AsyncClient) -> None:
     response = await client.get("/healthz")
     assert response.status_code == 200
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+    assert response.headers["x-gateway-request-id"] == response.headers["x-request-id"]
 
 
-async def test_valid_inbound_id_is_kept(client: httpx.AsyncClient) -> None:
-    response = await client.get("/healthz", headers={"X-Request-ID": "abc.DEF_123-x"})
-    assert response.headers["x-request-id"] == "abc.DEF_123-x"
+async def test_valid_inbound_id_is_echoed_next_to_ours(client: httpx.AsyncClient) -> None:
+    first = await client.get("/healthz", headers={"X-Request-ID": "abc.DEF_123-x"})
+    second = await client.get("/healthz", headers={"X-Request-ID": "abc.DEF_123-x"})
+    assert first.headers["x-request-id"] == second.headers["x-request-id"] == "abc.DEF_123-x"
+    ours = {first.headers["x-gateway-request-id"], second.headers["x-gateway-request-id"]}
+    assert len(ours) == 2
+    assert all(re.fullmatch(r"[0-9a-f]{32}", value) for value in ours)
 
 
 @pytest.mark.parametrize(
@@ -58,6 +63,7 @@ async def test_invalid_inbound_id_is_replaced(client: httpx.AsyncClient, inbound
     response = await client.get("/healthz", headers=[(b"x-request-id", inbound.encode())])
     assert response.headers["x-request-id"] != inbound
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+    assert response.headers["x-gateway-request-id"] == response.headers["x-request-id"]
 
 
 async def test_404_and_405_carry_an_id_and_the_error_shape(client: httpx.AsyncClient) -> None:
@@ -77,8 +83,10 @@ async def test_unhandled_exception_is_a_generic_500(client: httpx.AsyncClient) -
     response = await client.get("/metrics", headers={"X-Request-ID": "req-500"})
     assert response.status_code == 500
     assert response.headers["x-request-id"] == "req-500"
+    ours = response.headers["x-gateway-request-id"]
     body = response.text
-    assert response.json() == {"error": "internal error (request id req-500)"}
+    # The id an operator can look up: the gateway's own, as in the audit log.
+    assert response.json() == {"error": f"internal error (request id {ours})"}
     for fragment in ("boom", "secret.py", "db-internal", "10.1.2.3", "RuntimeError", "Traceback"):
         assert fragment not in body
 

@@ -18,14 +18,34 @@ from neuronetz_gateway.proxy.sanitize import MAX_MESSAGE_CHARS, sanitize_message
         ("listen [fe80::1]:11434 failed", "fe80"),
         ("connect to localhost:11434 refused", "localhost"),
         ("host ollama.prod.example.com:11434 down", "ollama.prod"),
+        ("model failed on ollama-internal.svc", "ollama-internal"),
+        ("upstream ollama-internal refused the request", "ollama-internal"),
+        ("dial tcp: lookup ollama-internal on 10.0.0.10:53: no such host", "ollama-internal"),
+        ("dial tcp: lookup gpubox on 10.0.0.10:53: no such host", "gpubox"),
+        ("dial tcp gpubox:11434: connect: connection refused", "gpubox"),
+        ("gpubox:11434 unreachable", "gpubox"),
+        ("runner ollama-0.ollama.default.svc.cluster.local died", "ollama-0"),
+        ("svc-llm-gpu is draining", "svc-llm"),
     ],
 )
 def test_leaks_are_removed(raw: str, leak: str) -> None:
     assert leak not in sanitize_message(raw)
 
 
-def test_wording_survives() -> None:
-    message = 'model "llama3" not found, try pulling it first'
+@pytest.mark.parametrize(
+    "message",
+    [
+        'model "llama3" not found, try pulling it first',
+        'model "llama3.1:8b" not found, try pulling it first',
+        'model "qwen:7" not found',
+        "json: cannot unmarshal string into Go struct field ChatRequest.messages of type "
+        "api.Message",
+        "model requires more system memory (5.5 GiB) than is available (3.2 GiB)",
+        "invalid option: num_ctx:4096 is too large",
+        "built-in tools need a non-zero context",
+    ],
+)
+def test_wording_survives(message: str) -> None:
     assert sanitize_message(message) == message
 
 

@@ -54,6 +54,7 @@ class AuditRecord:
     client_ip: str | None
     user_agent: str | None
     prompt_log: PromptLogRecord | None = None
+    client_request_id: str | None = None  # the client's X-Request-ID; request_id is ours
 
     @property
     def counts_as_usage(self) -> bool:

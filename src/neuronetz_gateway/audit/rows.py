@@ -114,6 +114,7 @@ def audit_copy_row(record: AuditRecord) -> tuple[Any, ...]:
         None if record.upstream_ms is None else float(record.upstream_ms),
         _ip_packed(client_ip) if client_ip else None,
         _optional_text(record.user_agent, USER_AGENT_MAX),
+        _optional_text(record.client_request_id, REQUEST_ID_MAX),
     )
 
 
@@ -133,6 +134,7 @@ AUDIT_COLUMNS = (
     "upstream_ms",
     "client_ip",
     "user_agent",
+    "client_request_id",
 )
 
 
@@ -154,6 +156,7 @@ def audit_row(record: AuditRecord) -> dict[str, Any]:
         "upstream_ms": None if record.upstream_ms is None else float(record.upstream_ms),
         "client_ip": clean_ip(record.client_ip),
         "user_agent": _optional_text(record.user_agent, USER_AGENT_MAX),
+        "client_request_id": _optional_text(record.client_request_id, REQUEST_ID_MAX),
     }
 
 

@@ -8,7 +8,7 @@ never mutate it.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 
@@ -80,3 +80,12 @@ class Principal:
     prompt_log_ttl_hours: int | None = None
     # The tenant's usage is exported as metrics under its name (docs/REFERENCE.md §5).
     tenant_metrics: bool = False
+
+    def requests_only(self) -> Principal:
+        """This principal with its `rpm` limits alone: what a request that asks Ollama
+        but runs no model (`/api/show`, `/api/ps`) is admitted under."""
+        return replace(
+            self,
+            tenant_limits=LimitValues(rpm=self.tenant_limits.rpm),
+            key_limits=LimitValues(rpm=self.key_limits.rpm),
+        )

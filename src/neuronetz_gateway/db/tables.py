@@ -278,6 +278,8 @@ class AuditLog(Base):
     upstream_ms: Mapped[float | None] = mapped_column(sa.Float)
     client_ip: Mapped[str | None] = mapped_column(InetType)
     user_agent: Mapped[str | None] = mapped_column(sa.String(512))
+    # The client's own X-Request-ID (well-formed ones only); request_id is always ours.
+    client_request_id: Mapped[str | None] = mapped_column(sa.String(128))
 
 
 class PromptLog(Base):

@@ -1,7 +1,8 @@
 """The access log: exactly one structured line per request (docs/REFERENCE.md §4.10, §5).
 
-Fields: request id, method, route, status, outcome, tenant (name), key prefix, model,
-token counts, latency, time to first byte, upstream time and server, client address.
+Fields: request id (the gateway's), the client's request id, method, route, status,
+outcome, tenant (name), key prefix, model, token counts, latency, time to first byte,
+upstream time and server, client address.
 Never a key, a prompt or a response: every value comes from the gateway's own
 bookkeeping, not from the request or response bodies. A path outside the allowlist is
 logged in the canonical, length-capped form the audit row uses, with anything shaped
@@ -79,6 +80,7 @@ class AccessLog:
         self._log.info(
             EVENT,
             request_id=exchange.request_id,
+            client_request_id=exchange.client_request_id,
             method=exchange.method,
             route=loggable_route(exchange),
             status=exchange.status,

@@ -25,7 +25,7 @@ class RouteKind(enum.Enum):
     """What the pipeline does with a route."""
 
     MODEL = "model"  # runs a model: body with `model`, admitted, proxied, metered
-    SHOW = "show"  # names a model but runs none: access-checked, proxied, not metered
+    SHOW = "show"  # names a model but runs none: access-checked, proxied, counted in rpm
     LISTING = "listing"  # built or filtered by the gateway per key
     PASSTHROUGH = "passthrough"  # proxied as is (version, root)
 
