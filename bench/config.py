@@ -6,7 +6,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("sequential", "throughput", "profile", "streams", "flood", "smuggling", "memory")
+SCENARIOS = (
+    "sequential",
+    "throughput",
+    "profile",
+    "streams",
+    "flood",
+    "smuggling",
+    "transport",
+    "memory",
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,11 @@ class BenchConfig:
     flood_rate: float = 1000.0
     flood_seconds: float = 10.0
     profile_seconds: float = 15.0
+    # Transport limits: requests per protocol and shape (cost), and the attack's length:
+    # past the gateway's header timeout (10 s), so the slowloris connections are closed.
+    transport_cost_requests: int = 20_000
+    transport_attack_seconds: float = 13.0
+    transport_slowloris: int = 200
     settle_seconds: float = 1.5
     granian: bool = True
     admin_database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -61,6 +75,9 @@ QUICK = replace(
     flood_rate=100.0,
     flood_seconds=0.5,
     profile_seconds=1.0,
+    transport_cost_requests=300,
+    transport_attack_seconds=1.5,
+    transport_slowloris=20,
     settle_seconds=0.2,
     granian=False,
 )

@@ -25,7 +25,7 @@ from bench import fixtures, logs, machine, profiling, stack, tools, wrk
 from bench.config import BenchConfig
 from bench.processes import Service, cpu_seconds, rss_kib
 from bench.requests import NATIVE_CHAT, Target
-from bench.scenarios import flood, memory, sequential, smuggling, streams, throughput
+from bench.scenarios import flood, memory, sequential, smuggling, streams, throughput, transport
 from bench.stack import Server
 
 BUSY_WARNING = 0.15
@@ -137,6 +137,10 @@ class Run:
             )
         if config.runs("smuggling"):
             self.results["smuggling"] = {"uvicorn": smuggling.run(gateway_service.port)}
+        if config.runs("transport"):
+            self.results["transport"] = timed(
+                "transport limits", lambda: self._transport(gateway_service)
+            )
         if config.granian:
             timed("granian", lambda: self._granian(stub, direct, bare, gateway))
         gateway_service.stop()
@@ -144,6 +148,18 @@ class Run:
         if config.runs("memory"):
             self.results["memory"] = timed("memory", lambda: self._memory(stub))
         return self.results
+
+    def _transport(self, gateway: Service) -> dict[str, Any]:
+        config = self.config
+        return {
+            "cost_us_per_request": transport.cost(config.transport_cost_requests),
+            "attack": transport.attack(
+                gateway.port,
+                gateway.pid,
+                slowloris=config.transport_slowloris,
+                seconds=config.transport_attack_seconds,
+            ),
+        }
 
     def _sequential_and_throughput(self, targets: list[Target], into: dict[str, Any]) -> None:
         config = self.config

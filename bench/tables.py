@@ -131,6 +131,26 @@ def smuggling_table(data: dict[str, Any]) -> str:
     return table(["probe", *servers], rows)
 
 
+def transport_table(data: dict[str, Any]) -> str:
+    rows = [
+        [shape, f"{c['uvicorn httptools']:.2f}", f"{c['gateway (limits)']:.2f}",
+         f"{c['difference_us']:+.2f}"]
+        for shape, c in data["cost_us_per_request"].items()
+    ]  # fmt: skip
+    cost = table(["request (in-process)", "uvicorn µs", "with limits µs", "cost µs"], rows)
+    attack = data["attack"]
+    healthz = attack["healthz_ms"]
+    lines = [
+        f"/healthz during the attack: p50 {healthz['p50']} ms, p99 {healthz['p99']} ms, "
+        f"max {healthz['max']} ms ({healthz['n']} probes)",
+        f"64 MB headers: {', '.join(attack['huge_headers'])}",
+        f"slowloris: {attack['slowloris_closed']} closed "
+        f"(after {attack['slowloris_closed_after_s']} s), {attack['slowloris_open']} still open",
+        f"RSS: idle {attack['rss_mib']['idle']} MiB, peak {attack['rss_mib']['peak']} MiB",
+    ]
+    return cost + "\n\n" + "\n".join(lines)
+
+
 def render(results: dict[str, Any]) -> str:
     """Every table of a run, targets first."""
     parts = ["== targets ==", checks_table(evaluate(results))]
@@ -170,6 +190,8 @@ def render(results: dict[str, Any]) -> str:
         ]
     if "smuggling" in results:
         parts += ["", "== request smuggling probes ==", smuggling_table(results["smuggling"])]
+    if "transport" in results:
+        parts += ["", "== transport limits ==", transport_table(results["transport"])]
     complaints = results.get("gateway_log_complaints", {})
     rows = [
         [log, event, str(n)] for log, events in complaints.items() for event, n in events.items()

@@ -31,6 +31,7 @@ from neuronetz_gateway.observability.logging import configure_logging
 from neuronetz_gateway.pipeline import Pipeline
 from neuronetz_gateway.resources import open_resources
 from neuronetz_gateway.runtime import GatewayRuntime
+from neuronetz_gateway.server.limits import TransportLimits
 
 log = structlog.get_logger("neuronetz_gateway.app")
 
@@ -65,11 +66,17 @@ class GatewayApp:
     layers (error telemetry reading the environment, body-limit wrapping) cost ~8 % of
     the CPU of a proxied request (docs/PERFORMANCE.md) and serve nothing the pipeline
     needs.
+
+    `transport_limits` is read by the HTTP protocol (server/protocol.py) for every
+    connection it serves this app on.
     """
 
-    def __init__(self, framework: FastAPI, holder: RuntimeHolder) -> None:
+    def __init__(
+        self, framework: FastAPI, holder: RuntimeHolder, transport_limits: TransportLimits
+    ) -> None:
         self.framework = framework
         self.holder = holder
+        self.transport_limits = transport_limits
         self._http = RequestIdMiddleware(ErrorGuardMiddleware(GatewayMiddleware(framework, holder)))
 
     @property
@@ -149,7 +156,7 @@ def create_app(settings: Settings) -> GatewayApp:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _http_error)
     app.add_exception_handler(Exception, _internal_error)
-    return GatewayApp(app, holder)
+    return GatewayApp(app, holder, TransportLimits.from_settings(settings))
 
 
 def create_app_from_env() -> GatewayApp:

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     prometheus_multiproc_dir: Path | None = None
 
     max_request_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # Transport limits (server/protocol.py, docs/SECURITY.md).
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    max_connections: int = Field(default=1024, ge=1)
     upstream_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     upstream_read_timeout_seconds: float = Field(default=300.0, gt=0)
     upstream_max_connections: int = Field(default=512, ge=1)

@@ -65,7 +65,9 @@ def serve_command(
             port=port or config.gateway_port,
             workers=worker_count,
             loop="uvloop",
-            http="httptools",
+            # uvicorn's httptools protocol with header/body limits and timeouts and a cap
+            # on connections; imported in each worker, after the metrics directory is set.
+            http="neuronetz_gateway.server.protocol:GatewayHttpProtocol",
             lifespan="on",
             access_log=False,
             # Client addresses are taken from X-Forwarded-For only for TRUSTED_PROXY_IPS,

@@ -112,6 +112,12 @@ AUTH_CACHE_LOOKUPS = Counter(
     "Key cache lookups by result (hit, miss); the hit ratio is hit / (hit + miss).",
     ["result"],
 )
+TRANSPORT_REFUSALS = Counter(
+    "neuronetz_transport_refusals_total",
+    "Connections the HTTP layer refused or closed for exceeding a transport limit, by reason "
+    "(header_too_large, header_timeout, body_timeout, too_many_connections).",
+    ["reason"],
+)
 UPSTREAM_IN_FLIGHT = Gauge(
     "neuronetz_upstream_in_flight_requests",
     "Requests in flight to each upstream server.",
