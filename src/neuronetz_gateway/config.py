@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     body_timeout_seconds: float = Field(default=30.0, gt=0)
     max_connections: int = Field(default=1024, ge=1)
+    # Deeper request bodies are refused before admission (docs/REFERENCE.md §11). At most
+    # 254: the deepest body orjson can encode again.
+    max_json_depth: int = Field(default=64, ge=2, le=254)
+    # `drop`: keep_alive, runner options and _debug_render_only are removed from requests
+    # (they change Ollama for every tenant); `pass`: forwarded, for one-tenant deployments.
+    client_runtime_options: Literal["drop", "pass"] = "drop"
+    # Tool entries of a `web_` type make Ollama reach the internet: removed unless true.
+    allow_web_tools: bool = False
     upstream_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     upstream_read_timeout_seconds: float = Field(default=300.0, gt=0)
     upstream_max_connections: int = Field(default=512, ge=1)

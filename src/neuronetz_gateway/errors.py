@@ -35,6 +35,7 @@ _OPENAI_TYPES = {
     404: "invalid_request_error",
     405: "invalid_request_error",
     413: "invalid_request_error",
+    415: "invalid_request_error",
     429: "requests",
     500: "server_error",
     502: "server_error",

@@ -24,7 +24,7 @@ from neuronetz_gateway.catalog.models import CatalogModel
 from neuronetz_gateway.context import Exchange
 from neuronetz_gateway.cut_short import answer_cut_short
 from neuronetz_gateway.db.tables import Outcome
-from neuronetz_gateway.errors import GatewayError, Surface, model_not_found, unavailable
+from neuronetz_gateway.errors import GatewayError, model_not_found, unavailable
 from neuronetz_gateway.limits import (
     Admission,
     AdmissionRequest,
@@ -41,6 +41,7 @@ from neuronetz_gateway.proxy import rewrite
 from neuronetz_gateway.proxy.forward import forward, upstream_failed
 from neuronetz_gateway.proxy.observer import StreamObserver
 from neuronetz_gateway.proxy.ps import loaded_models
+from neuronetz_gateway.proxy.reading import ModelRequest, read_request
 from neuronetz_gateway.proxy.usage import Usage
 from neuronetz_gateway.refusals import refused_error
 from neuronetz_gateway.runtime import GatewayRuntime
@@ -115,44 +116,33 @@ class Pipeline:
         exchange.model = model.name
         return model
 
-    async def _read_request(self, exchange: Exchange, route: Route) -> rewrite.ParsedBody:
+    async def _read_request(self, exchange: Exchange, route: Route) -> ModelRequest:
         raw = await bodies.read_body(exchange, self.settings.max_request_body_bytes)
-        parsed = rewrite.parse_model_body(
-            bodies.parse_json(raw), streams_by_default=route.streams_by_default
-        )
-        parsed.raw = raw
-        return parsed
+        return read_request(raw, route, self.settings.max_json_depth)
 
     # -- routes ---------------------------------------------------------------------
 
     async def _model_request(self, exchange: Exchange, route: Route, principal: Principal) -> None:
         parsed = await self._read_request(exchange, route)
         model = self._authorize(exchange, principal, parsed.model)
-        openai = route.surface is Surface.OPENAI
-        estimate = estimate_prompt_tokens(rewrite.request_text_bytes(parsed.data))
-        client_cap = (
-            rewrite.client_output_cap_openai(parsed.data)
-            if openai
-            else rewrite.client_output_cap_native(parsed.data)
-        )
-        admission = await self._admit(exchange, route, principal, estimate, client_cap)
+        estimate = estimate_prompt_tokens(parsed.prompt_text_bytes())
+        admission = await self._admit(exchange, route, principal, estimate, parsed.client_cap)
         exchange.extra_headers.extend(
             (name.encode(), value.encode()) for name, value in admission.headers.items()
         )
         if principal.prompt_logging:
             # The body as the client sent it, before the rewrites below change it.
-            exchange.prompt_request = bodies.parse_json(parsed.raw)
+            exchange.prompt_request = orjson.loads(parsed.raw)
         output_cap = admission.output_cap if route.produces_output else None
-        if openai:
-            changed, wants_usage = rewrite.apply_openai(parsed.data, output_cap, parsed.stream)
-        else:
-            changed, wants_usage = rewrite.apply_native(parsed.data, output_cap), True
-        body = orjson.dumps(parsed.data) if changed else parsed.raw
+        forwarded = rewrite.prepare(parsed, output_cap, self.settings)
+        exchange.extra_headers.extend(forwarded.headers)
         observer = StreamObserver(
-            collect_text=principal.prompt_logging, keep_usage_chunk=wants_usage
+            collect_text=principal.prompt_logging, keep_usage_chunk=forwarded.wants_usage
         )
         try:
-            await self._proxy_watching(exchange, route, body, observer, model, admission.ticket)
+            await self._proxy_watching(
+                exchange, route, forwarded.body, observer, model, admission.ticket
+            )
         finally:
             usage = self._usage(observer, estimate, exchange, route)
             exchange.prompt_tokens = usage.prompt_tokens

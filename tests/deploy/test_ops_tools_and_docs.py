@@ -50,6 +50,7 @@ def test_install_ops_tools_leaves_the_tools_installed_and_is_then_silent() -> No
     assert shutil.which("systemd-analyze")
     assert shutil.which("prometheus")
     assert shutil.which("promtool")
+    assert shutil.which("go")
     second = subprocess.run(
         ["bash", str(INSTALL_OPS_TOOLS)], capture_output=True, text=True, timeout=120
     )

@@ -112,6 +112,33 @@ async def allow_all_models(session: AsyncSession, tenant_id: uuid.UUID) -> None:
     await session.commit()
 
 
+async def limited_key(
+    session: AsyncSession,
+    *,
+    tenant: dict[str, int] | None = None,
+    key: dict[str, int] | None = None,
+) -> KeyFixture:
+    """A key whose tenant may use every model, with the given tenant and key limits."""
+    row = await make_tenant(session)
+    await allow_all_models(session, row.id)
+    if tenant:
+        sets = ", ".join(f"{name} = :{name}" for name in tenant)
+        await session.execute(
+            sa.text(f"UPDATE tenant_limits SET {sets} WHERE tenant_id = :t"),
+            {**tenant, "t": row.id},
+        )
+    created = await make_key(session, row.name)
+    if key:
+        names = ", ".join(key)
+        values = ", ".join(f":{name}" for name in key)
+        await session.execute(
+            sa.text(f"INSERT INTO key_limits (key_id, {names}) VALUES (:k, {values})"),
+            {**key, "k": created.key_id},
+        )
+    await session.commit()
+    return created
+
+
 @pytest.fixture
 async def caller(session: AsyncSession, gateway: GatewayProcess) -> AsyncIterator[Caller]:
     tenant = await make_tenant(session)

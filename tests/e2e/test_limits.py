@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tests.doubles.ollama import OllamaDouble
-from tests.e2e.conftest import allow_all_models
-from tests.support.factories import KeyFixture, make_key, make_tenant
+from tests.e2e.conftest import limited_key
+from tests.support.factories import KeyFixture, make_key
 from tests.support.processes import GatewayProcess
 from tests.support.stack import start_gateway
 from tests.support.tcp_proxy import TcpProxy
@@ -51,33 +51,6 @@ async def clients(replicas: list[GatewayProcess]) -> AsyncIterator[list[httpx.As
     yield clients
     for client in clients:
         await client.aclose()
-
-
-async def limited_key(
-    session: AsyncSession,
-    *,
-    tenant: dict[str, int] | None = None,
-    key: dict[str, int] | None = None,
-) -> KeyFixture:
-    """A key whose tenant may use every model, with the given tenant and key limits."""
-    row = await make_tenant(session)
-    await allow_all_models(session, row.id)
-    if tenant:
-        sets = ", ".join(f"{name} = :{name}" for name in tenant)
-        await session.execute(
-            sa.text(f"UPDATE tenant_limits SET {sets} WHERE tenant_id = :t"),
-            {**tenant, "t": row.id},
-        )
-    created = await make_key(session, row.name)
-    if key:
-        names = ", ".join(key)
-        values = ", ".join(f":{name}" for name in key)
-        await session.execute(
-            sa.text(f"INSERT INTO key_limits (key_id, {names}) VALUES (:k, {values})"),
-            {**key, "k": created.key_id},
-        )
-    await session.commit()
-    return created
 
 
 def auth(key: KeyFixture) -> dict[str, str]:

@@ -112,7 +112,7 @@ def test_actual_oversized_chunked_body_is_413(
         ("/api/chat", b"", "empty"),
         ("/api/chat", b"[1,2]", "JSON object"),
         ("/api/chat", b'{"messages": []}', "model is required"),
-        ("/api/generate", b'{"model": 7}', "model is required"),
+        ("/api/generate", b'{"model": 7}', "model must be a string"),
         ("/v1/chat/completions", b"{oops", "not valid JSON"),
         ("/v1/embeddings", b'{"input": "x"}', "model is required"),
     ],

@@ -1,12 +1,9 @@
-"""Reading and parsing the request body (docs/REFERENCE.md §4.4): size-checked, parsed once."""
+"""Reading the request body (docs/REFERENCE.md §4.4, §11): size-checked, uncompressed."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
-
-import orjson
 
 from neuronetz_gateway.context import Exchange
 from neuronetz_gateway.db.tables import Outcome
@@ -41,7 +38,8 @@ def declared_length(exchange: Exchange) -> int | None:
 
 
 async def read_body(exchange: Exchange, limit: int) -> bytes:
-    """The whole body, refusing with 413 as soon as more than `limit` bytes arrive."""
+    """The whole body, refusing with 413 as soon as more than `limit` bytes arrive, and
+    with 415 once read when it is compressed."""
     parts: list[bytes] = []
     size = 0
     while True:
@@ -58,6 +56,7 @@ async def read_body(exchange: Exchange, limit: int) -> bytes:
         if chunk:
             parts.append(chunk)
         if not message.get("more_body", False):
+            refuse_encoded(exchange)
             return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
@@ -82,11 +81,19 @@ async def _discard_rest(exchange: Exchange, allowance: int) -> None:
                     return
 
 
-def parse_json(raw: bytes) -> Any:
-    """The parsed body; 400 for empty or invalid JSON."""
-    if not raw.strip():
-        raise bad_request("request body is empty; a JSON object is required")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise bad_request("request body is not valid JSON") from None
+def refuse_encoded(exchange: Exchange) -> None:
+    """415 for a body sent with a Content-Encoding other than identity.
+
+    The gateway must read what Ollama will read, so it takes bodies only as sent.
+    """
+    for name, value in exchange.scope["headers"]:
+        if name == b"content-encoding":
+            codings = {c.strip().lower() for c in bytes(value).split(b",")} - {b"", b"identity"}
+            if codings:
+                shown = b", ".join(sorted(codings)).decode("latin-1")[:40]
+                raise GatewayError(
+                    415,
+                    f"request bodies must be sent uncompressed (Content-Encoding: {shown})",
+                    Outcome.CLIENT_ERROR,
+                    code="unsupported_content_encoding",
+                )

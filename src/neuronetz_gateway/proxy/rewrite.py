@@ -1,121 +1,156 @@
-"""What the gateway reads from and changes in a request body before forwarding it.
+"""What the gateway changes in a request body before forwarding it.
 
-The body is parsed once. It is re-encoded only when a field changed (the output cap
-of docs/REFERENCE.md §4.6, `stream_options.include_usage` and `max_completion_tokens` of §4.7);
-otherwise the client's original bytes are forwarded.
+- Fields that change the shared server's state are removed (docs/REFERENCE.md §11):
+  `keep_alive`, `_debug_render_only`, the runner options in `options`, unless
+  `CLIENT_RUNTIME_OPTIONS=pass`; tool entries of a `web_` type, unless
+  `ALLOW_WEB_TOOLS=true`. The response names them in `x-neuronetz-ignored-fields`.
+- The output cap of a budget is written (§4.6), into the key the client used for it.
+- `max_completion_tokens` becomes `max_tokens`; OpenAI streams ask for usage (§4.7).
+
+Every field is found as Ollama finds it (`gofields`), so a change lands in the field
+Ollama reads. The body is re-encoded only when something changed; otherwise the
+client's bytes are forwarded.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
 
-from neuronetz_gateway.errors import bad_request
+import orjson
 
-# Fields whose text becomes prompt tokens (images and other binary parts do not count).
-_TEXT_FIELDS = ("prompt", "system", "suffix", "input", "template")
+from neuronetz_gateway.config import Settings
+from neuronetz_gateway.proxy.gofields import Fields, field_name, fields_of
+from neuronetz_gateway.proxy.reading import ModelRequest
+from neuronetz_gateway.proxy.shapes import RUNNER_OPTIONS, OutputCap
 
-
-@dataclass(slots=True)
-class ParsedBody:
-    data: dict[str, Any]
-    model: str
-    stream: bool
-    raw: bytes = b""  # the bytes as the client sent them, forwarded when nothing changed
+IGNORED_FIELDS_HEADER = b"x-neuronetz-ignored-fields"
+_WEB_TOOL_PREFIX = "web_"
+_UNSAFE_IN_HEADER = re.compile(r"[^A-Za-z0-9_.:-]")
+_SHOWN_TYPE_CHARS = 64
 
 
-def parse_model_body(data: Any, *, streams_by_default: bool) -> ParsedBody:
-    """The body's model and streaming flag, or a 400 when it is not a model request."""
-    if not isinstance(data, dict):
-        raise bad_request("request body must be a JSON object")
-    model = data.get("model")
-    if model is None and "name" in data:  # /api/show's legacy spelling
-        model = data.get("name")
-    if not isinstance(model, str) or not model.strip():
-        raise bad_request("model is required", param="model")
-    stream = data.get("stream", streams_by_default)
-    if not isinstance(stream, bool):
-        raise bad_request("stream must be a boolean", param="stream")
-    return ParsedBody(data=data, model=model, stream=stream)
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    """The body to send upstream and what the gateway told itself about it."""
+
+    body: bytes
+    ignored: tuple[str, ...]  # removed fields, e.g. ("keep_alive", "options.num_ctx")
+    wants_usage: bool  # an OpenAI stream whose client asked for the usage chunk
+    output_cap: int | None  # the cap Ollama will apply: the budget's or the client's
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """Response headers that tell the client what was removed."""
+        if not self.ignored:
+            return []
+        return [(IGNORED_FIELDS_HEADER, ", ".join(self.ignored).encode())]
 
 
-def _text_bytes(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value.encode("utf-8", "surrogatepass"))
-    if isinstance(value, list):
-        return sum(_text_bytes(item) for item in value)
-    if isinstance(value, dict):
-        # OpenAI content parts: {"type": "text", "text": ...}; images are skipped.
-        return _text_bytes(value.get("text")) + _text_bytes(value.get("content"))
-    return 0
+def prepare(request: ModelRequest, output_cap: int | None, settings: Settings) -> Forwarded:
+    """Apply every change to `request.data`; the bytes to forward and what changed."""
+    ignored: list[str] = []
+    if settings.client_runtime_options == "drop":
+        ignored += _drop_runtime_fields(request)
+    if not settings.allow_web_tools:
+        ignored += _drop_web_tools(request)
+    changed = bool(ignored)
+    cap = request.shape.output_cap
+    if cap is not None:
+        changed |= _move_aliases(request.fields, cap)
+        if output_cap is not None:
+            changed |= _write_cap(request.fields, cap, output_cap)
+    wants_usage = True
+    if request.shape.usage_option and request.stream:
+        wants_usage, asked = _ask_for_usage(request.fields)
+        changed |= asked
+    return Forwarded(
+        body=orjson.dumps(request.data) if changed else request.raw,
+        ignored=tuple(dict.fromkeys(ignored)),
+        wants_usage=wants_usage,
+        output_cap=output_cap if output_cap is not None else request.client_cap,
+    )
 
 
-def request_text_bytes(data: dict[str, Any]) -> int:
-    """UTF-8 bytes of the request's text: messages, prompt, system, input, tools."""
-    total = sum(_text_bytes(data.get(name)) for name in _TEXT_FIELDS)
-    for message in data.get("messages") or ():
-        if isinstance(message, dict):
-            total += _text_bytes(message.get("content"))
-    tools = data.get("tools")
-    if tools:
-        total += len(repr(tools).encode())
-    return total
+def _drop_runtime_fields(request: ModelRequest) -> list[str]:
+    removed = []
+    for name in request.shape.runtime:
+        key = request.fields.key(name)
+        if key is not None:
+            del request.data[key]
+            removed.append(name)
+    if request.shape.options is not None:
+        options = request.fields.get(request.shape.options)
+        if isinstance(options, dict):
+            for key in list(options):
+                option = field_name(key)
+                if option in RUNNER_OPTIONS:
+                    del options[key]
+                    removed.append(f"{request.shape.options}.{option}")
+    return removed
 
 
-def client_output_cap_native(data: dict[str, Any]) -> int | None:
-    """The client's `options.num_predict`, when it is a finite positive cap."""
-    options = data.get("options")
-    if isinstance(options, dict):
-        value = options.get("num_predict")
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
+def _drop_web_tools(request: ModelRequest) -> list[str]:
+    name = request.shape.tools
+    tools = request.fields.get(name) if name is not None else None
+    if name is None or not isinstance(tools, list):
+        return []
+    kept, removed = [], []
+    for tool in tools:
+        kind = entry.get("type") if (entry := fields_of(tool)) is not None else None
+        if isinstance(kind, str) and kind.startswith(_WEB_TOOL_PREFIX):
+            removed.append(f"{name}.{_header_safe(kind)}")
+        else:
+            kept.append(tool)
+    if removed:
+        request.data[request.fields.key_for_writing(name)] = kept
+    return removed
 
 
-def client_output_cap_openai(data: dict[str, Any]) -> int | None:
-    """The client's `max_tokens` (or `max_completion_tokens`), when positive."""
-    for name in ("max_tokens", "max_completion_tokens"):
-        value = data.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
+def _header_safe(text: str) -> str:
+    """A client-chosen name made fit for a response header."""
+    return _UNSAFE_IN_HEADER.sub("", text)[:_SHOWN_TYPE_CHARS]
 
 
-def apply_native(data: dict[str, Any], output_cap: int | None) -> bool:
-    """Set `options.num_predict` to the cap; True when the body changed."""
-    if output_cap is None:
-        return False
-    options = data.get("options")
+def _move_aliases(fields: Fields, cap: OutputCap) -> bool:
+    """Move `max_completion_tokens` (which Ollama ignores) to `max_tokens`."""
+    changed = False
+    for alias in cap.aliases:
+        key = fields.key(alias)
+        if key is None:
+            continue
+        value = fields.object.pop(key)
+        if fields.get(cap.field) is None and value is not None:
+            fields.object[fields.key_for_writing(cap.field)] = value
+        changed = True
+    return changed
+
+
+def _write_cap(fields: Fields, cap: OutputCap, output_cap: int) -> bool:
+    """Set the cap into the field Ollama reads it from; True when that changed it."""
+    key = fields.key_for_writing(cap.field)
+    if cap.option is None:
+        if fields.object.get(key) == output_cap:
+            return False
+        fields.object[key] = output_cap
+        return True
+    options = fields.object.get(key)
     if not isinstance(options, dict):
-        options = {}
-        data["options"] = options
-    if options.get("num_predict") == output_cap:
+        options = fields.object[key] = {}
+    if options.get(cap.option) == output_cap:
         return False
-    options["num_predict"] = output_cap
+    options[cap.option] = output_cap
     return True
 
 
-def apply_openai(data: dict[str, Any], output_cap: int | None, stream: bool) -> tuple[bool, bool]:
-    """Map `max_completion_tokens`, apply the cap, ask for stream usage.
-
-    Returns (body changed, client asked for usage in its stream).
-    """
-    changed = False
-    if "max_completion_tokens" in data:
-        value = data.pop("max_completion_tokens")
-        if "max_tokens" not in data and value is not None:
-            data["max_tokens"] = value
-        changed = True
-    if output_cap is not None and data.get("max_tokens") != output_cap:
-        data["max_tokens"] = output_cap
-        changed = True
-    wants_usage = False
-    if stream:
-        options = data.get("stream_options")
-        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-        if not wants_usage:
-            merged = dict(options) if isinstance(options, dict) else {}
-            merged["include_usage"] = True
-            data["stream_options"] = merged
-            changed = True
-    return changed, wants_usage
+def _ask_for_usage(fields: Fields) -> tuple[bool, bool]:
+    """(the client asked for the usage chunk, the body had to change to ask for it)."""
+    key = fields.key_for_writing("stream_options")
+    inner = fields_of(fields.object.get(key))
+    if inner is None:
+        fields.object[key] = {"include_usage": True}
+    elif inner.get("include_usage") is True:
+        return True, False
+    else:
+        inner.object[inner.key_for_writing("include_usage")] = True
+    return False, True

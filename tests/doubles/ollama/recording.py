@@ -27,6 +27,9 @@ class RecordedRequest:
     headers: list[tuple[str, str]]
     body: bytes
     json: Any | None
+    # How Ollama reads the body (gojson.GoReading, or the gojson.GoRefusal it answers
+    # with); None on routes without a request body.
+    reading: Any = None
     status: int | None = None
     chunks_sent: int = 0
     completed: bool = False
@@ -39,6 +42,11 @@ class RecordedRequest:
         """The first value of header `name` (case-insensitive), or None."""
         wanted = name.lower()
         return next((v for k, v in self.headers if k.lower() == wanted), None)
+
+    @property
+    def decision(self) -> Any:
+        """What Ollama decides from the body (gojson.Decision), None if it refuses it."""
+        return getattr(self.reading, "decision", None)
 
     @property
     def model(self) -> str | None:

@@ -157,9 +157,10 @@ def checked_model(call: Call, dialect: Dialect, capability: str | None) -> Stati
 
 
 def _cap(value: Any) -> int | None:
-    # Ollama treats num_predict <= 0 (and -1, its default) as "no limit".
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
+    # Ollama treats num_predict <= 0 (and -1, its default) as "no limit"; options hold
+    # Go float64s.
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 1:
+        return int(value)
     return None
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import routes, table, wire
+from . import gojson, routes, table, wire
 from .behaviour import QUEUE_FULL, Behaviour
 from .gpu import Gpu, GpuBusy
 from .recording import Entry, RecordedRequest, Recorder
@@ -210,6 +210,11 @@ class OllamaDouble(Behaviour):
             )
         route, path_model = found
         body = entry.snapshot.json
+        reading = entry.snapshot.reading
+        if isinstance(body, dict) and isinstance(reading, gojson.GoRefusal):
+            return await self._send(request, entry, routes.error(route.dialect, 400, str(reading)))
+        if isinstance(body, dict) and isinstance(reading, gojson.GoReading):
+            body = reading.body  # the fields as Ollama reads them
         model = route.model_of(body, path_model)
         behaviour: Behaviour = self
         if model is not None:
@@ -356,6 +361,7 @@ def _record(request: web.BaseRequest, raw: bytes) -> RecordedRequest:
         headers=headers,
         body=raw,
         json=parsed,
+        reading=gojson.read(request.path, raw) if request.method == "POST" else None,
     )
 
 
