@@ -34,6 +34,12 @@ Surfaces (field names as in ollama/ollama's api/types.go and openai/openai.go):
 - Anything else: 404 `404 page not found`. A `Host` that is not loopback or
   `localhost` gets a bare 403, as Ollama bound to loopback answers.
 
+Bodies are read the way Ollama's Go decoder reads them (`gojson`: keys matched
+case-insensitively with Go's folding, the last repeat wins, maps merged, wrong types
+refused with 400), and the handlers answer from that reading; each recorded request
+keeps it (`reading`) and what Ollama decides from it (`decision`: model, stream flag,
+output cap, options, keep_alive, tool types, include_usage).
+
 Deterministic output (so tests can assert exact numbers):
 
 - Prompt tokens: `count_prompt_tokens(body)`, the words of prompt/system/
