@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import orjson
 
-from bench.requests import chat_body
+from bench.requests import MODEL, chat_body
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.policy import routes
 from neuronetz_gateway.policy.routes import Route
 from neuronetz_gateway.proxy.reading import read_request
 from neuronetz_gateway.proxy.rewrite import prepare
 from neuronetz_gateway.proxy.strict_json import parse
+from tests.support.client_requests import codex_request
 
-CODEX = Path(__file__).parent.parent / "tests/proxy/fixtures/codex-0.171.0-responses.json"
 RESPONSES = Route("/v1/responses", routes.V1_CHAT.surface, routes.V1_CHAT.kind, frozenset(), "")
 SETTINGS = Settings()
 
@@ -54,7 +53,10 @@ def measure(raw: bytes, route: Route) -> tuple[float, float, float]:
 def main() -> None:
     bodies = {
         "bench /api/chat (131 B)": (chat_body(openai=False, stream=False), routes.CHAT),
-        "Codex /v1/responses (40 kB)": (orjson.dumps(orjson.loads(CODEX.read_bytes())), RESPONSES),
+        "Codex /v1/responses (40 kB)": (
+            orjson.dumps(codex_request(MODEL, "hi", "").body),
+            RESPONSES,
+        ),
     }
     print(f"{'body':<30} {'orjson':>8} {'strict':>8} {'read+rewrite':>13}  (µs per body)")
     for name, (raw, route) in bodies.items():

@@ -3,7 +3,6 @@ what must change, in the key Ollama reads, re-encoded only when something change
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,11 +14,10 @@ from neuronetz_gateway.policy.routes import Route
 from neuronetz_gateway.proxy.reading import read_request
 from neuronetz_gateway.proxy.rewrite import Forwarded, prepare
 from neuronetz_gateway.proxy.shapes import RUNNER_OPTIONS
+from tests.support.client_requests import codex_request
 
 DROP = Settings(client_runtime_options="drop", allow_web_tools=False)
 PASS = Settings(client_runtime_options="pass", allow_web_tools=True)
-# Codex CLI 0.171.0's request as captured (structure, tools and sizes; text replaced).
-CODEX = Path(__file__).with_name("fixtures") / "codex-0.171.0-responses.json"
 
 
 def forward(
@@ -86,7 +84,7 @@ def test_keep_alive_is_removed_in_any_spelling(spelling: str) -> None:
 
 def test_runner_options_and_debug_rendering_are_removed_and_named() -> None:
     # Every runner option, num_ctx spelled NUM_CTX (which Ollama ignores; dropped anyway).
-    options = dict.fromkeys(sorted(RUNNER_OPTIONS - {"num_ctx"}), 1)
+    options: dict[str, float] = dict.fromkeys(sorted(RUNNER_OPTIONS - {"num_ctx"}), 1)
     options |= {"NUM_CTX": 1, "temperature": 0.5}
     body = {"model": "m", "options": options, "keep_alive": "5m", "_debug_render_only": True}
     forwarded, sent = forward(routes.CHAT, body)
@@ -121,7 +119,7 @@ def test_web_tools_are_removed_and_named_by_type() -> None:
 
 
 def test_codex_keeps_every_tool_but_web_search() -> None:
-    raw = CODEX.read_bytes()
+    raw = orjson.dumps(codex_request("llama3.1:8b", "say hi", "unused").body)
     route = Route("/v1/responses", routes.V1_CHAT.surface, routes.V1_CHAT.kind, frozenset(), "")
     forwarded, sent = forward(route, raw)
     original = orjson.loads(raw)

@@ -83,6 +83,19 @@ class Type:
         raise NotImplementedError
 
 
+def _kind(value: Any) -> str:
+    """The JSON kind of a value, as Go's errors name it."""
+    if isinstance(value, _Number):
+        return f"number {value}"
+    if isinstance(value, _Object):
+        return "object"
+    return {str: "string", bool: "bool", list: "array"}.get(type(value), "value")
+
+
+def cannot_unmarshal(value: Any, go_type: str) -> GoRefusal:
+    return GoRefusal(f"json: cannot unmarshal {_kind(value)} into Go value of type {go_type}")
+
+
 class _Scalar(Type):
     def __init__(self, name: str, zero: Any, accepts: Callable[[Any], Any]) -> None:
         self.name, self._zero, self._accepts = name, zero, accepts
@@ -93,27 +106,28 @@ class _Scalar(Type):
     def decode(self, current: Any, value: Any) -> Any:
         if value is None:
             return current
-        return self._accepts(value)
+        accepted = self._accepts(value)
+        if accepted is None:
+            raise cannot_unmarshal(value, self.name)
+        return accepted
 
 
-def _as_string(value: Any) -> str:
+def _as_string(value: Any) -> str | None:
     if isinstance(value, str) and not isinstance(value, _Number):
         return _string(value)
-    raise GoRefusal("cannot unmarshal into a Go string")
+    return None
 
 
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise GoRefusal("cannot unmarshal into a Go bool")
+def _as_bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
 
 
-def _as_int(value: Any) -> int:
+def _as_int(value: Any) -> int | None:
     if isinstance(value, _Number) and re.fullmatch(r"-?\d+", value):
         number = int(value)
         if -(2**63) <= number < 2**63:
             return number
-    raise GoRefusal("cannot unmarshal into a Go int")
+    return None
 
 
 def plain(value: Any) -> Any:
@@ -121,7 +135,7 @@ def plain(value: Any) -> Any:
     if isinstance(value, _Number):
         number = float(value)
         if number in (float("inf"), float("-inf")):
-            raise GoRefusal(f"cannot unmarshal number {value} into a Go float64")
+            raise cannot_unmarshal(value, "float64")
         return number
     if isinstance(value, _Object):
         return {_string(key): plain(item) for key, item in value}
@@ -173,7 +187,7 @@ class Map(Type):
         if value is None:
             return None
         if not isinstance(value, _Object):
-            raise GoRefusal("cannot unmarshal into a Go map")
+            raise cannot_unmarshal(value, "map[string]interface {}")
         merged = current if isinstance(current, dict) else {}
         for key, item in value:
             merged[_string(key)] = plain(item)
@@ -199,7 +213,7 @@ class Slice(Type):
         if value is None:
             return None
         if not isinstance(value, list) or isinstance(value, _Object):
-            raise GoRefusal("cannot unmarshal into a Go slice")
+            raise cannot_unmarshal(value, "slice")
         if not value:
             return GoSlice()  # Go makes a new empty slice
         target = current if isinstance(current, GoSlice) else GoSlice()
@@ -234,7 +248,7 @@ class Struct(Type):
         if value is None:
             return current
         if not isinstance(value, _Object):
-            raise GoRefusal(f"cannot unmarshal into Go value of type {self.name}")
+            raise cannot_unmarshal(value, self.name)
         target = current if isinstance(current, dict) else self.zero()
         for key, item in value:
             tag = self.tag_of(_string(key))
@@ -313,7 +327,7 @@ def decode(path: str, raw: bytes) -> dict[str, Any]:
     value = parse_first_value(raw)
     schema = SCHEMAS[path]
     if not isinstance(value, _Object):
-        raise GoRefusal(f"cannot unmarshal into Go value of type {schema.name}")
+        raise cannot_unmarshal(value, schema.name)
     decoded: dict[str, Any] = schema.decode(None, value)
     return decoded
 
@@ -394,7 +408,7 @@ def read(path: str, raw: bytes) -> GoReading | GoRefusal | None:
     try:
         sent = parse_first_value(raw)
         if not isinstance(sent, _Object):
-            raise GoRefusal(f"cannot unmarshal into Go value of type {schema.name}")
+            raise cannot_unmarshal(sent, schema.name)
         decoded = schema.decode(None, sent)
         return GoReading(_handler_body(schema, sent, decoded), _decision(path, decoded))
     except GoRefusal as refusal:
