@@ -1,9 +1,13 @@
-"""`serve` and `migrate`."""
+"""`serve`, `migrate` and `check-schema`."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
+import asyncpg
+import sqlalchemy.exc
+import structlog
 import typer
 import uvicorn
 
@@ -16,6 +20,10 @@ from neuronetz_gateway.db import migrate as migrations
 from neuronetz_gateway.observability.logging import configure_logging
 from neuronetz_gateway.observability.multiprocess import metrics_directory
 
+log = structlog.get_logger(__name__)
+
+SCHEMA_POLL_SECONDS = 2.0
+
 
 @app.command("migrate")
 def migrate_command(
@@ -24,9 +32,51 @@ def migrate_command(
 ) -> None:
     """Bring the database schema up to date (creates the database if missing)."""
     config = settings()
-    migrations.upgrade(config.effective_database_url, revision)
+    applied = migrations.upgrade(config.effective_database_url, revision)
     current = migrations.current_revision(config.effective_database_url)
-    emit(as_json, {"revision": current}, f"database at revision {current}")
+    done = f"applied {', '.join(applied)}" if applied else "nothing to apply"
+    emit(
+        as_json,
+        {"revision": current, "applied": applied},
+        f"database at revision {current} ({done})",
+    )
+
+
+@app.command("check-schema")
+def check_schema_command(
+    wait: Annotated[
+        int,
+        typer.Option(min=0, help="Seconds to wait for the schema to get there (a migration Job)."),
+    ] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Exit 0 when the schema is at this release's head (or past it); never migrates."""
+    config = settings()
+    status = _await_schema(config.effective_database_url, wait)
+    emit(
+        as_json,
+        {"revision": status.current, "head": status.head, "ready": status.ready},
+        f"database at revision {status.current}, this release's head is {status.head}",
+    )
+    if not status.ready:
+        raise typer.Exit(1)
+
+
+def _await_schema(database_url: str, wait_seconds: int) -> migrations.SchemaStatus:
+    """The schema's status, polled until it is ready or `wait_seconds` have passed; a
+    database that cannot be reached yet counts as not ready."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            status = migrations.schema_status(database_url)
+        except (OSError, TimeoutError, asyncpg.PostgresError, sqlalchemy.exc.DBAPIError) as error:
+            if time.monotonic() >= deadline:
+                # A database that does not exist yet is as unreachable as one that is down.
+                raise ConnectionError("database unreachable") from error
+            status = None
+        if status is not None and (status.ready or time.monotonic() >= deadline):
+            return status
+        time.sleep(min(SCHEMA_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
 @app.command("serve")
@@ -53,7 +103,7 @@ def serve_command(
     check_workers(worker_count, config.redis_url)
     configure_logging(config.log_level, config.log_format)
     if not skip_migrations:
-        migrations.upgrade(config.effective_database_url)
+        _migrate_and_log(config.effective_database_url)
     if demo:
         _print_demo_key(config, host or config.gateway_host, port or config.gateway_port)
     # Before the app (and prometheus_client) is imported: workers inherit the directory.
@@ -79,6 +129,14 @@ def serve_command(
             # cancel them (settled and audited as cancelled) and flush the audit buffer.
             timeout_graceful_shutdown=config.shutdown_grace_seconds,
         )
+
+
+def _migrate_and_log(database_url: str) -> None:
+    applied = migrations.upgrade(database_url)
+    if applied:
+        log.info("schema_migrated", applied=applied)
+    else:
+        log.info("schema_current", revision=migrations.head_revision())
 
 
 def _print_demo_key(config: Settings, host: str, port: int) -> None:

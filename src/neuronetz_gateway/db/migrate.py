@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -27,11 +30,55 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    """Bring the schema to `revision` (creating the Postgres database if it is missing)."""
+def upgrade(database_url: str, revision: str = "head") -> list[str]:
+    """Bring the schema to `revision` (creating the Postgres database if it is missing).
+
+    Returns the revisions this call applied, in order: empty when the schema was there
+    already (or another process, holding the migration lock first, got it there).
+    """
     if database_url.startswith("postgresql"):
         asyncio.run(ensure_postgres_database(database_url))
-    command.upgrade(alembic_config(database_url), revision)
+    config = alembic_config(database_url)
+    command.upgrade(config, revision)
+    return list(config.attributes.get("applied", []))
+
+
+def head_revision() -> str:
+    """The newest revision this release's migrations know."""
+    head = ScriptDirectory.from_config(
+        alembic_config("sqlite+aiosqlite:///unused")
+    ).get_current_head()
+    if head is None:
+        raise RuntimeError("no migrations are packaged")
+    return head
+
+
+def _is_known_revision(revision: str) -> bool:
+    script = ScriptDirectory.from_config(alembic_config("sqlite+aiosqlite:///unused"))
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    """Where the database's schema is, measured against this release's migrations."""
+
+    current: str | None
+    head: str
+
+    @property
+    def ready(self) -> bool:
+        """At this release's head, or past it: a revision this release does not know was
+        applied by a newer release (this one runs after a rollback of the code)."""
+        if self.current is None:
+            return False
+        return self.current == self.head or not _is_known_revision(self.current)
+
+
+def schema_status(database_url: str) -> SchemaStatus:
+    return SchemaStatus(current=current_revision(database_url), head=head_revision())
 
 
 def downgrade(database_url: str, revision: str = "base") -> None:

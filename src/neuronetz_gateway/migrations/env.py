@@ -1,5 +1,11 @@
 """Alembic environment: async engine, one advisory lock so replicas migrate one at a time.
 
+The lock is transaction-scoped and taken before Alembic reads the current revision, so
+of several processes upgrading an empty database at once exactly one migrates; the
+others wait, then find the schema at head. It works through PgBouncer in transaction
+pooling mode too (the whole upgrade is one transaction). Each applied step is recorded
+in `config.attributes["applied"]` for the caller to report.
+
 On SQLite the whole run is one `BEGIN IMMEDIATE` transaction (db/sqlite.py), which
 serializes concurrent migrators the way the advisory lock does on Postgres. Foreign keys
 are off while migrating (batch mode rebuilds tables) and checked before the commit.
@@ -8,8 +14,11 @@ are off while migrating (batch mode rebuilds tables) and checked before the comm
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection, Mapping
+from typing import Any
 
 from alembic import context
+from alembic.runtime.migration import MigrationContext, MigrationInfo
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -22,6 +31,13 @@ from neuronetz_gateway.db.tables import Base
 MIGRATION_LOCK_ID = 0x6E7A_6777  # "nzgw"
 
 
+def _record_step(
+    ctx: MigrationContext, step: MigrationInfo, heads: Collection[Any], run_args: Mapping[str, Any]
+) -> None:
+    if step.is_upgrade and step.up_revision_id is not None:
+        context.config.attributes.setdefault("applied", []).append(step.up_revision_id)
+
+
 def _run(connection: Connection) -> None:
     is_sqlite = connection.dialect.name == "sqlite"
     context.configure(
@@ -30,6 +46,7 @@ def _run(connection: Connection) -> None:
         render_as_batch=is_sqlite,
         # SQLite's DDL is transactional; Alembic assumes otherwise by default.
         transactional_ddl=True if is_sqlite else None,
+        on_version_apply=_record_step,
     )
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
