@@ -9,6 +9,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCENARIOS = (
     "sequential",
     "throughput",
+    "workers",
     "profile",
     "streams",
     "flood",
@@ -42,6 +43,7 @@ class BenchConfig:
     transport_cost_requests: int = 20_000
     transport_attack_seconds: float = 13.0
     transport_slowloris: int = 200
+    worker_rounds: int = 3
     settle_seconds: float = 1.5
     granian: bool = True
     admin_database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -78,6 +80,7 @@ QUICK = replace(
     transport_cost_requests=300,
     transport_attack_seconds=1.5,
     transport_slowloris=20,
+    worker_rounds=1,
     settle_seconds=0.2,
     granian=False,
 )

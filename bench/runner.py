@@ -25,8 +25,18 @@ from bench import fixtures, logs, machine, profiling, stack, tools, wrk
 from bench.config import BenchConfig
 from bench.processes import Service, cpu_seconds, rss_kib
 from bench.requests import NATIVE_CHAT, Target
-from bench.scenarios import flood, memory, sequential, smuggling, streams, throughput, transport
+from bench.scenarios import (
+    flood,
+    memory,
+    sequential,
+    smuggling,
+    streams,
+    throughput,
+    transport,
+    workers,
+)
 from bench.stack import Server
+from neuronetz_gateway.workers import usable_cpus
 
 BUSY_WARNING = 0.15
 
@@ -69,10 +79,15 @@ class Run:
         self.free_key = fixtures.create_key(self.database_url, limited=False)
 
     def gateway(
-        self, upstream: str, server: Server = Server.UVICORN, name: str = "gateway"
+        self,
+        upstream: str,
+        server: Server = Server.UVICORN,
+        name: str = "gateway",
+        workers: str = "1",
     ) -> Service:
         assert self.key is not None
         env = stack.gateway_environment(self.database_url, self.config.redis_url, upstream)
+        env["GATEWAY_WORKERS"] = workers
         return self.service(stack.start_gateway(self.workdir, env, self.key, server, name))
 
     def gateway_target(self, service: Service, name: str = "gateway") -> Target:
@@ -116,6 +131,10 @@ class Run:
         gateway = self.gateway_target(gateway_service)
         targets = [direct, bare, gateway, self.unlimited_target(gateway_service)]
         self._sequential_and_throughput(targets, self.results)
+        if config.runs("workers"):
+            self.results["workers"] = timed(
+                "workers (1 vs auto)", lambda: self._workers(stub, gateway)
+            )
         if config.runs("profile"):
             self.results["profile"] = timed(
                 "profile", lambda: self._profile(gateway_service, gateway)
@@ -180,6 +199,23 @@ class Run:
                     warmup_seconds=config.wrk_warmup_seconds,
                 ),
             )
+
+    def _workers(self, stub: Service, single: Target) -> dict[str, Any]:
+        """Scenario 6: the one-worker gateway against one with GATEWAY_WORKERS=auto."""
+        config = self.config
+        service = self.gateway(stub.base_url, name="gateway-auto", workers="auto")
+        try:
+            return workers.run(
+                single,
+                self.gateway_target(service, "gateway-auto"),
+                auto_workers=usable_cpus(),
+                connections=32,
+                seconds=config.wrk_seconds,
+                warmup_seconds=max(config.wrk_warmup_seconds, 1.0),
+                rounds=config.worker_rounds,
+            )
+        finally:
+            service.stop()
 
     def _profile(self, service: Service, target: Target) -> dict[str, Any]:
         """py-spy on the gateway while wrk holds 32 connections (not a measured run)."""

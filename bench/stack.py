@@ -76,6 +76,9 @@ def gateway_environment(database_url: str, redis_url: str, upstream: str) -> dic
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "MODEL_DISCOVERY_ENABLED": "true",
+        # One worker: the scenarios compare one process with the bare proxy and granian;
+        # the workers scenario sets `auto` itself.
+        "GATEWAY_WORKERS": "1",
     }
 
 

@@ -51,6 +51,18 @@ def throughput_table(data: dict[str, Any]) -> str:
     return table(header, rows)
 
 
+def workers_table(data: dict[str, Any]) -> str:
+    rows = []
+    for name, count in (("1", "1"), ("auto", str(data["auto_workers"]))):
+        result = data[name]
+        rows.append([
+            name, count, f"{result['rps']:,.0f}", _ms(result["p99_ms"]),
+            str(result["cpu_us_per_request"] or "-"), str(result["errors"]),
+        ])  # fmt: skip
+    header = ["GATEWAY_WORKERS", "workers", "req/s", "p99 ms", "CPU us/req", "errors"]
+    return table(header, rows)
+
+
 def streams_table(data: dict[str, Any]) -> str:
     rows = []
     for name in ("direct", "bare", "gateway"):
@@ -170,6 +182,10 @@ def render(results: dict[str, Any]) -> str:
         parts += ["", "== 1 sequential (uvicorn) ==", sequential_table(results["sequential"])]
     if "throughput" in results:
         parts += ["", "== 2 throughput (uvicorn) ==", throughput_table(results["throughput"])]
+    if "workers" in results:
+        connections = results["workers"]["connections"]
+        title = f"== 7 workers: 1 vs auto ({connections} conns) =="
+        parts += ["", title, workers_table(results["workers"])]
     if "streams" in results:
         parts += ["", "== 3 streams (ms) ==", streams_table(results["streams"])]
     if "memory" in results:

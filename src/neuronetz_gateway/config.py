@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SQLITE_FILE_NAME = "gateway.db"
+MIN_WORKERS, MAX_WORKERS = 1, 64
 
 
 class ConfigError(Exception):
@@ -71,7 +72,9 @@ class Settings(BaseSettings):
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8080, ge=1, le=65535)
-    gateway_workers: int = Field(default=1, ge=1, le=64)
+    # Worker processes: a number, or `auto` (one per CPU this process may use). None:
+    # `auto` with Postgres and Redis, 1 in standalone mode (workers.py).
+    gateway_workers: int | Literal["auto"] | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     # After SIGTERM: how long in-flight requests (streams) may run on before they are cut.
@@ -123,6 +126,18 @@ class Settings(BaseSettings):
     metrics_max_tenants: int = Field(default=50, ge=0)
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
     data_dir: Path = Field(default_factory=_default_data_dir)
+
+    @field_validator("gateway_workers", mode="before")
+    @classmethod
+    def _parse_workers(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        if not text.isdigit() or not MIN_WORKERS <= int(text) <= MAX_WORKERS:
+            raise ValueError(f"must be auto or a number of workers from 1 to {MAX_WORKERS}")
+        return int(text)
 
     @field_validator("ollama_base_urls", mode="before")
     @classmethod
@@ -241,5 +256,6 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(_describe(error)) from None
     except ValueError as error:  # e.g. a malformed network in TRUSTED_PROXY_IPS
         raise ConfigError(f"invalid configuration: {error}") from None
-    check_workers(settings.gateway_workers, settings.redis_url)
+    if isinstance(settings.gateway_workers, int):
+        check_workers(settings.gateway_workers, settings.redis_url)
     return settings

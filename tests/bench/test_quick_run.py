@@ -41,6 +41,12 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     assert sequential["gateway"]["latency_ms"]["count"] == 100
     assert results["throughput"]["32"]["gateway"]["requests"] > 0
     assert results["throughput"]["32"]["gateway"]["errors"] == 0
+    workers = results["workers"]
+    assert workers["auto_workers"] >= 1
+    for name in ("1", "auto"):
+        assert workers[name]["rps"] > 0
+        assert workers[name]["errors"] == 0
+        assert workers[name]["cpu_us_per_request"] > 0
     streams = results["streams"]["gateway"]
     assert (streams["completed"], streams["failed"]) == (20, 0)
     assert streams["chunks"] == 20 * 11  # 10 content chunks and the final one, each stamped

@@ -104,6 +104,7 @@ def gateway_environment(database_url: str, port: int) -> dict[str, str]:
         "MODEL_DISCOVERY_ENABLED": "false",
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": str(port),
+        "GATEWAY_WORKERS": "1",
         "LOG_FORMAT": "console",
         "PYTHONUNBUFFERED": "1",
     }

@@ -94,15 +94,23 @@ class GatewayProcess:
     """One gateway server process; use as a context manager or call start()/stop()."""
 
     def __init__(
-        self, env: dict[str, str], *, port: int | None = None, args: tuple[str, ...] = ()
+        self,
+        env: dict[str, str],
+        *,
+        port: int | None = None,
+        args: tuple[str, ...] = (),
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.args = args
+        self.preexec = preexec  # runs in the child before it executes the gateway
         self.env = {
             **base_environment(),
             "GATEWAY_HOST": "127.0.0.1",
             "GATEWAY_PORT": str(self.port),
             "LOG_FORMAT": "json",
+            # One process unless a test asks for more (`auto` is the production default).
+            "GATEWAY_WORKERS": "1",
             **env,
         }
         self.workdir = Path(tempfile.mkdtemp(prefix="nzgw-proc-"))
@@ -115,15 +123,24 @@ class GatewayProcess:
 
     def start(self, timeout: float = STARTUP_TIMEOUT_SECONDS) -> str:
         """Start the server and wait until it has started up; return the base URL."""
+        self.launch()
+        return self.wait_until_started(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it."""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "neuronetz_gateway", "serve", *self.args],
             env=self.env,
             cwd=self.workdir,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec,
         )
         assert self.process.stdout is not None
         threading.Thread(target=self.log.follow, args=(self.process.stdout,), daemon=True).start()
+
+    def wait_until_started(self, timeout: float = STARTUP_TIMEOUT_SECONDS) -> str:
+        """Wait for uvicorn's "Application startup complete"; return the base URL."""
         if self.log.wait_for(lambda line: "Application startup complete" in line, timeout) is None:
             self.stop()
             raise RuntimeError(f"gateway did not start:\n{self.logs()}")

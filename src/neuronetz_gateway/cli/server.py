@@ -19,6 +19,7 @@ from neuronetz_gateway.config import Settings, check_workers
 from neuronetz_gateway.db import migrate as migrations
 from neuronetz_gateway.observability.logging import configure_logging
 from neuronetz_gateway.observability.multiprocess import metrics_directory
+from neuronetz_gateway.workers import worker_count as workers_for
 
 log = structlog.get_logger(__name__)
 
@@ -83,7 +84,7 @@ def _await_schema(database_url: str, wait_seconds: int) -> migrations.SchemaStat
 def serve_command(
     host: Annotated[str | None, typer.Option(help="Overrides GATEWAY_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Overrides GATEWAY_PORT.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Overrides GATEWAY_WORKERS.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Overrides GATEWAY_WORKERS.")] = None,
     skip_migrations: Annotated[
         bool,
         typer.Option(
@@ -99,7 +100,7 @@ def serve_command(
 ) -> None:
     """Run migrations, then serve the gateway."""
     config = settings()
-    worker_count = workers or config.gateway_workers
+    worker_count = workers or workers_for(config)
     check_workers(worker_count, config.redis_url)
     configure_logging(config.log_level, config.log_format)
     if not skip_migrations:

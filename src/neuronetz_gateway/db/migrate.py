@@ -19,6 +19,8 @@ from alembic.util import CommandError
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# pg_advisory_xact_lock key every process takes around an upgrade: "nzgw".
+MIGRATION_LOCK_ID = 0x6E7A_6777
 
 
 def alembic_config(database_url: str) -> Config:
@@ -143,7 +145,8 @@ async def ensure_postgres_database(database_url: str) -> None:
     try:
         quoted = '"' + name.replace('"', '""') + '"'
         # Another replica may create it between our check and now: that is success too.
-        with contextlib.suppress(asyncpg.DuplicateDatabaseError):
+        # Postgres reports that race either way, depending on when the two collide.
+        with contextlib.suppress(asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
             await admin.execute(f"CREATE DATABASE {quoted}")
     finally:
         await admin.close()

@@ -24,11 +24,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from neuronetz_gateway.db.migrate import MIGRATION_LOCK_ID
 from neuronetz_gateway.db.sqlite import create_sqlite_engine
 from neuronetz_gateway.db.tables import Base
-
-# Arbitrary constant: every replica running `serve` takes the same lock.
-MIGRATION_LOCK_ID = 0x6E7A_6777  # "nzgw"
 
 
 def _record_step(
