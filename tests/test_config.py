@@ -127,3 +127,17 @@ def test_serve_with_invalid_config_stops_with_one_line(tmp_path: object) -> None
     assert len(lines) == 1, result.stderr
     assert "GATEWAY_PORT" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_listen_url_defaults_to_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    direct = "postgresql+asyncpg://u@db:5432/n"
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u@pgbouncer:6432/n")
+    assert load_settings(_env_file=None).listen_database_url.endswith("@pgbouncer:6432/n")
+    monkeypatch.setenv("DATABASE_LISTEN_URL", direct)
+    assert load_settings(_env_file=None).listen_database_url == direct
+
+
+def test_listen_url_must_be_postgres(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_LISTEN_URL", "sqlite+aiosqlite:///x.db")
+    with pytest.raises(ConfigError, match=r"^invalid configuration: DATABASE_LISTEN_URL: "):
+        load_settings(_env_file=None)

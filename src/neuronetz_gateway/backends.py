@@ -57,4 +57,4 @@ def create_change_feed(
     the catalog reloads every discovery interval there; the poller sees them for free)."""
     if settings.uses_sqlite:
         return SqlitePoller(engine, handlers, on_models_changed=on_models_changed)
-    return ChangeListener(settings.effective_database_url, handlers)
+    return ChangeListener(settings.listen_database_url, handlers)

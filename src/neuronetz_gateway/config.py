@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # None: standalone components (docs/STANDALONE.md): SQLite under DATA_DIR, and the
     # in-process limiter.
     database_url: str | None = None
+    # LISTEN needs a session of its own: a direct connection when DATABASE_URL goes
+    # through PgBouncer in transaction pooling mode. None: DATABASE_URL.
+    database_listen_url: str | None = None
     redis_url: str | None = None
     ollama_base_url: str = "http://127.0.0.1:11434"
     ollama_base_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -162,7 +165,7 @@ class Settings(BaseSettings):
     def _check_base_urls(cls, value: list[str]) -> list[str]:
         return [_check_http_url(url) for url in value]
 
-    @field_validator("database_url", "redis_url", mode="before")
+    @field_validator("database_url", "database_listen_url", "redis_url", mode="before")
     @classmethod
     def _empty_url_is_none(cls, value: object) -> object:
         # `DATABASE_URL=` in a `.env` means "not set": the standalone component.
@@ -182,6 +185,13 @@ class Settings(BaseSettings):
             ":memory:",
         ):
             raise ValueError("must name a database file (in-memory SQLite is per connection)")
+        return value
+
+    @field_validator("database_listen_url")
+    @classmethod
+    def _check_listen_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("must start with postgresql+asyncpg:// (LISTEN is Postgres only)")
         return value
 
     @field_validator("redis_url")
@@ -226,6 +236,11 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.data_dir / SQLITE_FILE_NAME}"
+
+    @property
+    def listen_database_url(self) -> str:
+        """Where the change feed LISTENs: `DATABASE_LISTEN_URL`, else the database."""
+        return self.database_listen_url or self.effective_database_url
 
     @property
     def uses_sqlite(self) -> bool:

@@ -18,6 +18,8 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import make_url
 
+from neuronetz_gateway.db.engine import connect_postgres
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # pg_advisory_xact_lock key every process takes around an upgrade: "nzgw".
 MIGRATION_LOCK_ID = 0x6E7A_6777
@@ -106,7 +108,7 @@ def current_revision(database_url: str) -> str | None:
 
 
 async def _pg_current_revision(database_url: str) -> str | None:
-    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    connection = await connect_postgres(asyncpg_dsn(database_url))
     try:
         exists = await connection.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL")
         if not exists:
@@ -134,14 +136,14 @@ async def ensure_postgres_database(database_url: str) -> None:
     if not name:
         return
     try:
-        connection = await asyncpg.connect(asyncpg_dsn(database_url))
+        connection = await connect_postgres(asyncpg_dsn(database_url))
     except asyncpg.InvalidCatalogNameError:
         connection = None
     if connection is not None:
         await connection.close()
         return
     maintenance = url.set(database="postgres", drivername="postgresql")
-    admin = await asyncpg.connect(maintenance.render_as_string(hide_password=False))
+    admin = await connect_postgres(maintenance.render_as_string(hide_password=False))
     try:
         quoted = '"' + name.replace('"', '""') + '"'
         # Another replica may create it between our check and now: that is success too.

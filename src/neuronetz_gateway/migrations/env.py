@@ -3,7 +3,8 @@
 The lock is transaction-scoped and taken before Alembic reads the current revision, so
 of several processes upgrading an empty database at once exactly one migrates; the
 others wait, then find the schema at head. It works through PgBouncer in transaction
-pooling mode too (the whole upgrade is one transaction). Each applied step is recorded
+pooling mode too (the whole upgrade is one transaction, no prepared statement outlives
+it). Each applied step is recorded
 in `config.attributes["applied"]` for the caller to report.
 
 On SQLite the whole run is one `BEGIN IMMEDIATE` transaction (db/sqlite.py), which
@@ -24,6 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from neuronetz_gateway.db.engine import postgres_connect_args
 from neuronetz_gateway.db.migrate import MIGRATION_LOCK_ID
 from neuronetz_gateway.db.sqlite import create_sqlite_engine
 from neuronetz_gateway.db.tables import Base
@@ -66,7 +68,7 @@ async def _run_async(url: str) -> None:
             url, foreign_keys=False, transactional=True, poolclass=NullPool
         )
     else:
-        engine = create_async_engine(url, poolclass=NullPool)
+        engine = create_async_engine(url, poolclass=NullPool, connect_args=postgres_connect_args())
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)
