@@ -176,11 +176,3 @@ def test_serve_in_a_one_cpu_cgroup_starts_one_worker(
     with _gateway(database_url, preexec=join, GATEWAY_WORKERS="auto") as gateway:
         assert len(_workers_started(gateway, 1)) == 1
         assert "Started parent process" not in gateway.logs()
-
-
-def test_serve_pinned_to_one_cpu_starts_one_worker(database_url: str) -> None:
-    with _gateway(
-        database_url, preexec=lambda: os.sched_setaffinity(0, {0}), GATEWAY_WORKERS="auto"
-    ) as gateway:
-        assert len(_workers_started(gateway, 1)) == 1
-        assert "Started parent process" not in gateway.logs()

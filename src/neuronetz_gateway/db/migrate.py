@@ -47,20 +47,22 @@ def upgrade(database_url: str, revision: str = "head") -> list[str]:
     return list(config.attributes.get("applied", []))
 
 
+def _scripts() -> ScriptDirectory:
+    """This release's migration scripts (reading them needs no database)."""
+    return ScriptDirectory.from_config(alembic_config("sqlite+aiosqlite:///unused"))
+
+
 def head_revision() -> str:
     """The newest revision this release's migrations know."""
-    head = ScriptDirectory.from_config(
-        alembic_config("sqlite+aiosqlite:///unused")
-    ).get_current_head()
+    head = _scripts().get_current_head()
     if head is None:
         raise RuntimeError("no migrations are packaged")
     return head
 
 
 def _is_known_revision(revision: str) -> bool:
-    script = ScriptDirectory.from_config(alembic_config("sqlite+aiosqlite:///unused"))
     try:
-        return script.get_revision(revision) is not None
+        return _scripts().get_revision(revision) is not None
     except CommandError:
         return False
 
