@@ -9,14 +9,18 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.engine import create_engine
 from neuronetz_gateway.db.tables import Model
 from neuronetz_gateway.observability.logging import configure_logging
+from neuronetz_gateway.resources import create_upstream_session
+from tests.conftest import make_settings
 from tests.support.databases import create_migrated_database, drop_database
 from tests.support.tags_server import TagsServer, running_tags_server
 
@@ -77,3 +81,25 @@ def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], list[
     root.setLevel(level)
     structlog.reset_defaults()
     structlog.configure(**saved_structlog)
+
+
+@pytest.fixture
+async def upstream_session(catalog_database_url: str) -> AsyncIterator[aiohttp.ClientSession]:
+    session = create_upstream_session(make_settings(catalog_database_url))
+    yield session
+    await session.close()
+
+
+def discovery_settings(database_url: str, *upstreams: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "ollama_base_urls": ",".join(upstreams),
+        "model_discovery_enabled": True,
+        "model_discovery_timeout_seconds": 2.0,
+    }
+    return make_settings(database_url, **(values | overrides))
+
+
+async def models_in_db(engine: AsyncEngine) -> dict[str, dict[str, Any]]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(sa.select(Model))
+        return {row.name: dict(row._mapping) for row in rows}

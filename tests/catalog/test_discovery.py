@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,10 +19,8 @@ from neuronetz_gateway.catalog.discovery import (
     sync_catalog,
 )
 from neuronetz_gateway.catalog.models import Catalog
-from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.tables import Model
-from neuronetz_gateway.resources import create_upstream_session
-from tests.conftest import make_settings
+from tests.catalog.conftest import discovery_settings, models_in_db
 from tests.support.tags_server import (
     MODIFIED_AT,
     UNREACHABLE_URL,
@@ -32,28 +30,6 @@ from tests.support.tags_server import (
 )
 
 Logs = Callable[[], list[dict[str, Any]]]
-
-
-@pytest.fixture
-async def upstream_session(catalog_database_url: str) -> AsyncIterator[aiohttp.ClientSession]:
-    session = create_upstream_session(make_settings(catalog_database_url))
-    yield session
-    await session.close()
-
-
-def discovery_settings(database_url: str, *upstreams: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "ollama_base_urls": ",".join(upstreams),
-        "model_discovery_enabled": True,
-        "model_discovery_timeout_seconds": 2.0,
-    }
-    return make_settings(database_url, **(values | overrides))
-
-
-async def models_in_db(engine: AsyncEngine) -> dict[str, dict[str, Any]]:
-    async with engine.connect() as connection:
-        rows = await connection.execute(sa.select(Model))
-        return {row.name: dict(row._mapping) for row in rows}
 
 
 async def test_new_models_appear_in_postgres_and_the_catalog(

@@ -16,7 +16,7 @@ from neuronetz_gateway.catalog.models import Catalog
 from neuronetz_gateway.db.engine import session_factory
 from neuronetz_gateway.db.tables import Model, ModelUpstream
 from neuronetz_gateway.resources import create_upstream_session
-from tests.catalog.test_discovery import discovery_settings
+from tests.catalog.conftest import discovery_settings
 from tests.conftest import make_settings
 from tests.support.tags_server import TagsServer, running_tags_server
 

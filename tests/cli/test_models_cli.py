@@ -48,6 +48,7 @@ async def test_discover_models_syncs_every_upstream_and_prints_counts(
         "reappeared": [],
         "updated": [],
         "vanished": ["mistral:7b"],
+        "withheld": [],
         "unchanged": 1,
         "failed_upstreams": [],
     }
@@ -139,3 +140,21 @@ async def test_model_commands_refuse_bad_input_in_one_line(
     assert len(result.stderr.splitlines()) == 1
     assert result.stderr.startswith(message or "error: unknown upstream http://elsewhere:11434")
     assert await models_in_db(cli_engine) == {}
+
+
+async def test_a_cloud_model_needs_register_model_cloud(cli: Cli, cli_engine: AsyncEngine) -> None:
+    refused = await cli("register-model", "--model", "gpt-oss:120b-cloud")
+    approved = await cli("register-model", "--model", "gpt-oss:120b-cloud", "--cloud", "--json")
+    wrong = await cli("register-model", "--model", "llama3:8b", "--cloud")
+    unregistered = await cli("unregister-model", "--model", "gpt-oss:120b-cloud", "--json")
+
+    assert refused.exit_code == 1
+    assert "is a cloud model" in refused.stderr
+    assert "--cloud" in refused.stderr
+    assert approved.exit_code == 0
+    assert approved.json()["cloud"] is True
+    assert approved.json()["cloud_approved"] is True
+    assert wrong.exit_code == 1
+    assert "is not a cloud model" in wrong.stderr
+    assert unregistered.json()["cloud_approved"] is False
+    assert (await models_in_db(cli_engine))["gpt-oss:120b-cloud"]["available"] is False

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from neuronetz_gateway.admin.errors import AdminError
 from neuronetz_gateway.catalog.discovery import SyncResult, discover, upstream_label
-from neuronetz_gateway.catalog.models import has_tag, with_default_tag
+from neuronetz_gateway.catalog.models import has_tag, is_cloud_model, with_default_tag
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.tables import Model, ModelUpstream
 
@@ -72,32 +72,59 @@ def _check_upstream(upstream: str | None, settings: Settings) -> str | None:
     return url
 
 
+def _check_cloud(name: str, cloud: bool) -> None:
+    if is_cloud_model(name) and not cloud:
+        raise AdminError(
+            f"{name[:70]!r} is a cloud model: Ollama forwards requests for it to ollama.com "
+            "under this server's account; register it with --cloud to allow that"
+        )
+    if cloud and not is_cloud_model(name):
+        raise AdminError(f"{name[:70]!r} is not a cloud model (its tag does not end in cloud)")
+
+
 async def register_model(
-    session: AsyncSession, settings: Settings, name: str, *, upstream: str | None = None
+    session: AsyncSession,
+    settings: Settings,
+    name: str,
+    *,
+    upstream: str | None = None,
+    cloud: bool = False,
 ) -> ModelChange:
     """Add `name` to the catalog (or make it available again) without asking Ollama.
 
     `upstream` pins it to one configured server (its only server until discovery
     reports otherwise); without it any upstream may serve it, or the servers discovery
-    last saw it on.
+    last saw it on. A cloud model needs `cloud` (docs/REFERENCE.md §11): the approval
+    is kept, so discovery leaves it available.
     """
     canonical = check_model_name(name)
+    _check_cloud(canonical, cloud)
     pinned = _check_upstream(upstream, settings)
     now = datetime.now(UTC)
     model = await session.get(Model, canonical)
     if model is None:
         model = Model(
-            name=canonical, available=True, upstream=pinned, first_seen_at=now, last_seen_at=now
+            name=canonical,
+            available=True,
+            cloud_approved=cloud,
+            upstream=pinned,
+            first_seen_at=now,
+            last_seen_at=now,
         )
         session.add(model)
         await session.flush()  # the row model_upstreams refers to
-    elif model.available and (
-        pinned is None
-        or (model.upstream == pinned and await _servers(session, canonical) <= {pinned})
+    elif (
+        model.available
+        and model.cloud_approved == cloud
+        and (
+            pinned is None
+            or (model.upstream == pinned and await _servers(session, canonical) <= {pinned})
+        )
     ):
         return ModelChange(model, changed=False)
     else:
         model.available = True
+        model.cloud_approved = cloud
         model.last_seen_at = now
         if pinned is not None:
             model.upstream = pinned
@@ -118,13 +145,15 @@ async def _servers(session: AsyncSession, name: str) -> set[str]:
 
 
 async def unregister_model(session: AsyncSession, name: str) -> ModelChange:
-    """Mark the model unavailable; its row and grants stay for when it returns."""
+    """Mark the model unavailable (a cloud model loses its approval); its row and grants
+    stay for when it returns."""
     model = await find_model(session, name)
     if model is None:
         raise AdminError(f"unknown model {name[:70]!r} (see list-models --all)")
-    if not model.available:
+    if not model.available and not model.cloud_approved:
         return ModelChange(model, changed=False)
     model.available = False
+    model.cloud_approved = False
     await session.commit()
     await session.refresh(model)
     return ModelChange(model, changed=True)

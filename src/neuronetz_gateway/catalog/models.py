@@ -34,6 +34,17 @@ def with_default_tag(name: str) -> str:
     return name if has_tag(name) else f"{name}:{DEFAULT_TAG}"
 
 
+def is_cloud_model(name: str) -> bool:
+    """Whether Ollama forwards requests for `name` to ollama.com (docs/REFERENCE.md §11).
+
+    As Ollama decides it: the text after the last ':' is `cloud` (in any case), or a
+    tag ending in `-cloud` (`gpt-oss:120b-cloud`), after trimming whitespace.
+    """
+    _, colon, tag = name.strip().rpartition(":")
+    tag = tag.strip().lower()
+    return bool(colon) and (tag == "cloud" or ("/" not in tag and tag.endswith("-cloud")))
+
+
 def without_default_tag(name: str) -> str:
     """`llama3:latest` → `llama3`; other names unchanged."""
     return name.removesuffix(f":{DEFAULT_TAG}")
@@ -109,7 +120,8 @@ class Catalog:
         self._snapshot = _snapshot(models)
 
     async def reload(self, engine: AsyncEngine) -> None:
-        """Replace the catalog with the `models` rows marked available in Postgres.
+        """Replace the catalog with the `models` rows marked available in Postgres (cloud
+        models only when approved).
 
         A model's servers are its `model_upstreams` rows, else its `upstream` (one
         pinned by an admin), else none: any server.
@@ -120,7 +132,7 @@ class Catalog:
                 sa.select(ModelUpstream.model_name, ModelUpstream.upstream)
             ):
                 holders.setdefault(name, set()).add(upstream)
-            rows = await connection.execute(
+            result = await connection.execute(
                 sa.select(
                     Model.name,
                     Model.digest,
@@ -128,8 +140,12 @@ class Catalog:
                     Model.details,
                     Model.modified_at,
                     Model.upstream,
+                    Model.cloud_approved,
                 ).where(Model.available.is_(True))
             )
+            # A cloud model only with the operator's approval, whatever `available` says
+            # (a replica of an older version may still be writing it).
+            rows = [r for r in result if r.cloud_approved or not is_cloud_model(r.name)]
             self.replace(
                 CatalogModel(
                     name=row.name,

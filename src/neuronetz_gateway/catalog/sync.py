@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from neuronetz_gateway.catalog.models import CatalogModel
+from neuronetz_gateway.catalog.models import CatalogModel, is_cloud_model
 from neuronetz_gateway.db.tables import Model, ModelUpstream
 
 # pg_advisory_xact_lock key for model syncs: the ASCII of "nzmodels".
@@ -41,6 +41,9 @@ class SyncResult:
     reappeared: tuple[str, ...] = ()
     updated: tuple[str, ...] = ()
     vanished: tuple[str, ...] = ()
+    # Cloud models reported but not approved (`register-model --cloud`): recorded,
+    # never made available (docs/REFERENCE.md §11).
+    withheld: tuple[str, ...] = ()
     unchanged: int = 0
     # Upstream base URLs whose poll failed; their models were left as they were.
     failed_upstreams: tuple[str, ...] = ()
@@ -59,6 +62,7 @@ class SyncResult:
 class _Stored:
     available: bool
     values: dict[str, Any]
+    cloud_approved: bool = False
 
 
 def _values(model: CatalogModel, upstream: str | None) -> dict[str, Any]:
@@ -153,10 +157,18 @@ async def _record_holders(
 
 async def _stored_models(connection: AsyncConnection) -> dict[str, _Stored]:
     rows = await connection.execute(
-        sa.select(Model.name, Model.available, *(getattr(Model, c) for c in _METADATA))
+        sa.select(
+            Model.name,
+            Model.available,
+            Model.cloud_approved,
+            *(getattr(Model, c) for c in _METADATA),
+        )
     )
     return {
-        row.name: _Stored(row.available, {c: getattr(row, c) for c in _METADATA}) for row in rows
+        row.name: _Stored(
+            row.available, {c: getattr(row, c) for c in _METADATA}, row.cloud_approved
+        )
+        for row in rows
     }
 
 
@@ -185,10 +197,17 @@ async def sync_upstreams(
         reappeared: list[str] = []
         updated: list[str] = []
         unchanged: list[str] = []
+        withheld = [
+            name
+            for name in seen
+            if is_cloud_model(name) and not (name in stored and stored[name].cloud_approved)
+        ]
         for name, values in seen.items():
             row = stored.get(name)
             if row is None:
                 added.append(name)
+            elif name in withheld:  # recorded, kept unavailable
+                (updated if row.available or row.values != values else unchanged).append(name)
             elif not row.available:
                 reappeared.append(name)
             elif row.values != values:
@@ -216,7 +235,7 @@ async def sync_upstreams(
                     {
                         "name": n,
                         **seen[n],
-                        "available": True,
+                        "available": n not in withheld,
                         "first_seen_at": now,
                         "last_seen_at": now,
                     }
@@ -227,7 +246,7 @@ async def sync_upstreams(
             await connection.execute(
                 sa.update(Model)
                 .where(Model.name == name)
-                .values(**seen[name], available=True, last_seen_at=now)
+                .values(**seen[name], available=name not in withheld, last_seen_at=now)
             )
         if unchanged:
             await connection.execute(
@@ -244,6 +263,7 @@ async def sync_upstreams(
         reappeared=tuple(sorted(reappeared)),
         updated=tuple(sorted(updated)),
         vanished=tuple(sorted(vanished)),
+        withheld=tuple(sorted(withheld)),
         unchanged=len(unchanged),
         failed_upstreams=failed,
     )

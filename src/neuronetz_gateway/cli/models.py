@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from neuronetz_gateway.admin import models
 from neuronetz_gateway.admin.errors import AdminError
 from neuronetz_gateway.catalog.discovery import SyncResult, upstream_label
+from neuronetz_gateway.catalog.models import is_cloud_model
 from neuronetz_gateway.cli.app import JsonFlag, app, database, emit, run
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.engine import create_engine
@@ -35,6 +36,8 @@ def model_json(model: Model) -> dict[str, object]:
         "size_bytes": model.size_bytes,
         "details": model.details,
         "modified_at": model.modified_at,
+        "cloud": is_cloud_model(model.name),
+        "cloud_approved": model.cloud_approved,
         "upstream": upstream_label(model.upstream) if model.upstream else None,
         "first_seen_at": iso(model.first_seen_at),
         "last_seen_at": iso(model.last_seen_at),
@@ -108,6 +111,7 @@ def _summary(result: SyncResult, upstreams: int) -> str:
         ("reappeared", result.reappeared),
         ("updated", result.updated),
         ("vanished", result.vanished),
+        ("withheld (cloud, see register-model --cloud)", result.withheld),
     ):
         if names:
             lines.append(f"  {label}: {', '.join(names)}")
@@ -152,16 +156,27 @@ def register_model(
         str | None,
         typer.Option("--upstream", help="Pin to one configured Ollama URL (default: any)."),
     ] = None,
+    cloud: Annotated[
+        bool,
+        typer.Option(
+            "--cloud",
+            help="Allow a cloud model (tag ending in cloud): Ollama runs it on ollama.com "
+            "under the server's account.",
+        ),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Add a model to the catalog by hand (for MODEL_DISCOVERY_ENABLED=false).
+    """Add a model to the catalog by hand (for MODEL_DISCOVERY_ENABLED=false), or allow
+    a cloud model discovery found (--cloud).
 
     A name without a tag is stored with ':latest', as Ollama reads it.
     """
 
     async def work(config: Settings) -> models.ModelChange:
         async with database(config) as session:
-            change = await models.register_model(session, config, model, upstream=upstream)
+            change = await models.register_model(
+                session, config, model, upstream=upstream, cloud=cloud
+            )
         _discovery_note(
             config, "the next discovery run marks it unavailable unless an upstream reports it"
         )
@@ -180,7 +195,10 @@ def unregister_model(model: ModelOption, as_json: JsonFlag = False) -> None:
     async def work(config: Settings) -> models.ModelChange:
         async with database(config) as session:
             change = await models.unregister_model(session, model)
-        _discovery_note(config, "the next discovery run brings it back if an upstream reports it")
+        if not is_cloud_model(change.model.name):  # a cloud model stays withheld
+            _discovery_note(
+                config, "the next discovery run brings it back if an upstream reports it"
+            )
         return change
 
     change = run(work)

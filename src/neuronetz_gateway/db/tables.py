@@ -189,6 +189,11 @@ class Model(Base):
     upstream: Mapped[str | None] = mapped_column(sa.Text)
     # As Ollama reported it (nanoseconds, offset): passed through on /api/tags.
     modified_at: Mapped[str | None] = mapped_column(sa.String(64))
+    # A cloud model (catalog.models.is_cloud_model) an operator allowed with
+    # `register-model --cloud`; without it the model is never available.
+    cloud_approved: Mapped[bool] = mapped_column(
+        sa.Boolean, default=False, server_default=sa.false()
+    )
 
 
 class ModelUpstream(Base):
