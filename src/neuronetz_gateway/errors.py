@@ -1,4 +1,4 @@
-"""Gateway errors and the two error shapes of docs/REFERENCE.md §4.9.
+"""Gateway errors and the error shapes of docs/REFERENCE.md §4.9 and §12.
 
 A pipeline stage that refuses raises `GatewayError`; the edge renders it in the shape of
 the surface the client spoke to. Messages here are written by us, never copied from an
@@ -20,10 +20,14 @@ class Surface(enum.Enum):
 
     NATIVE = "native"
     OPENAI = "openai"
+    ANTHROPIC = "anthropic"
 
 
 def surface_of_path(path: str) -> Surface:
-    """OpenAI shape for `/v1` paths, native shape for everything else."""
+    """Anthropic shape under `/v1/messages`, OpenAI shape for other `/v1` paths, native
+    shape for everything else."""
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return Surface.ANTHROPIC
     return Surface.OPENAI if path == "/v1" or path.startswith("/v1/") else Surface.NATIVE
 
 
@@ -42,6 +46,24 @@ _OPENAI_TYPES = {
     503: "server_error",
     504: "server_error",
 }
+
+
+# Anthropic's error `type` by status (docs/REFERENCE.md §12); other 4xx are
+# invalid_request_error, other 5xx api_error.
+_ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
+
+
+def anthropic_type(status: int) -> str:
+    """The Anthropic error `type` of a status."""
+    default = "api_error" if status >= 500 else "invalid_request_error"
+    return _ANTHROPIC_TYPES.get(status, default)
 
 
 @dataclass(slots=True)
@@ -69,9 +91,12 @@ def error_body(
     type_: str | None = None,
     param: str | None = None,
 ) -> bytes:
-    """The JSON error body for `surface` (docs/REFERENCE.md §4.9)."""
+    """The JSON error body for `surface` (docs/REFERENCE.md §4.9, §12)."""
     if surface is Surface.NATIVE:
         return orjson.dumps({"error": message})
+    if surface is Surface.ANTHROPIC:
+        error = {"type": anthropic_type(status), "message": message}
+        return orjson.dumps({"type": "error", "error": error})
     return orjson.dumps(
         {
             "error": {

@@ -2,14 +2,16 @@
 
 Sits in front of the framework. Every request is classified from its raw path before
 anything else happens: blocked endpoints get 403 (no authentication, nothing
-forwarded), unknown paths 404, wrong methods 405, the gateway's own endpoints go on to
-the framework, and allowlisted routes go to the pipeline. Refusals here are audited
-like any other.
+forwarded), unknown paths 404 (naming the path and what the gateway serves), wrong
+methods 405, the gateway's own endpoints go on to the framework, `GET`/`HEAD /` is
+answered here as Ollama answers it, and allowlisted routes go to the pipeline. Refusals
+here are audited like any other; the liveness answer is not (docs/REFERENCE.md §4.2).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import quote_from_bytes
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -20,12 +22,20 @@ from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.errors import GatewayError, surface_of_path, unavailable
 from neuronetz_gateway.middleware.request_id import client_request_id_of, request_id_of
 from neuronetz_gateway.pipeline import Pipeline
-from neuronetz_gateway.policy.routes import Decision, Verdict, canonical_path, classify
+from neuronetz_gateway.policy.routes import SERVED, Decision, Verdict, canonical_path, classify
 from neuronetz_gateway.proxy.headers import client_address
 from neuronetz_gateway.runtime import GatewayRuntime
 
 BLOCKED = GatewayError(403, "this endpoint is not available", Outcome.FORBIDDEN, code="forbidden")
-NOT_FOUND = GatewayError(404, "not found", Outcome.NOT_FOUND, code="not_found")
+# What Ollama answers on `/`, so that Ollama clients' checks pass.
+LIVENESS_BODY = b"Ollama is running"
+LIVENESS_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(LIVENESS_BODY)).encode()),
+]
+SHOWN_PATH_BYTES = 100
+# Path characters shown as sent; anything else is percent-encoded in the message.
+_SHOWN_SAFE = "/!$&'()*+,;=:@-._~%"
 
 _USER_AGENT = b"user-agent"
 _FORWARDED_FOR = b"x-forwarded-for"
@@ -54,6 +64,9 @@ class GatewayMiddleware:
         if decision.verdict is Verdict.INTERNAL:
             await self.app(scope, receive, send)
             return
+        if decision.verdict is Verdict.LIVENESS:
+            await _liveness(scope, send)
+            return
         runtime, pipeline = self.holder.runtime, self.holder.pipeline
         exchange = self._exchange(scope, receive, send, decision, raw_path)
         if decision.verdict is Verdict.ROUTE and decision.route is not None:
@@ -62,7 +75,7 @@ class GatewayMiddleware:
                 return
             await pipeline.handle(exchange, decision.route, decision.model)
             return
-        await respond.error(exchange, _refusal(decision))
+        await respond.error(exchange, _refusal(decision, raw_path))
         if runtime is not None:
             runtime.record(exchange)
 
@@ -96,7 +109,23 @@ class GatewayMiddleware:
         )
 
 
-def _refusal(decision: Decision) -> GatewayError:
+async def _liveness(scope: Scope, send: Send) -> None:
+    """200 `Ollama is running`: no key needed, nothing forwarded, nothing audited."""
+    await send({"type": "http.response.start", "status": 200, "headers": LIVENESS_HEADERS})
+    body = b"" if scope["method"] == "HEAD" else LIVENESS_BODY
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def not_found(raw_path: bytes) -> GatewayError:
+    """404 naming the path as sent and what the gateway serves."""
+    shown = quote_from_bytes(raw_path[:SHOWN_PATH_BYTES], safe=_SHOWN_SAFE)
+    if len(raw_path) > SHOWN_PATH_BYTES:
+        shown += "…"
+    message = f'no route for "{shown}": this gateway serves {SERVED}'
+    return GatewayError(404, message, Outcome.NOT_FOUND, code="not_found")
+
+
+def _refusal(decision: Decision, raw_path: bytes) -> GatewayError:
     if decision.verdict is Verdict.BLOCKED:
         return BLOCKED
     if decision.verdict is Verdict.METHOD_NOT_ALLOWED:
@@ -107,4 +136,4 @@ def _refusal(decision: Decision) -> GatewayError:
             code="method_not_allowed",
             headers={"allow": decision.allow or ""},
         )
-    return NOT_FOUND
+    return not_found(raw_path)

@@ -19,6 +19,7 @@ import structlog
 
 from neuronetz_gateway import respond
 from neuronetz_gateway.api import listings
+from neuronetz_gateway.auth.credentials import API_KEY, AUTHORIZATION, presented_key
 from neuronetz_gateway.auth.principal import Principal
 from neuronetz_gateway.catalog.models import CatalogModel
 from neuronetz_gateway.context import Exchange
@@ -37,7 +38,7 @@ from neuronetz_gateway.policy import routes
 from neuronetz_gateway.policy.access import may_use, visible_models
 from neuronetz_gateway.policy.routes import Route, RouteKind
 from neuronetz_gateway.proxy import body as bodies
-from neuronetz_gateway.proxy import rewrite
+from neuronetz_gateway.proxy import rewrite, surfaces
 from neuronetz_gateway.proxy.forward import forward, upstream_failed
 from neuronetz_gateway.proxy.observer import StreamObserver
 from neuronetz_gateway.proxy.ps import loaded_models
@@ -49,6 +50,17 @@ from neuronetz_gateway.runtime import GatewayRuntime
 log = structlog.get_logger(__name__)
 
 CANCELLED_STATUS = 499  # nginx's "client closed request", for the audit row only
+
+
+OUTPUT_CAP_HEADER = b"x-neuronetz-output-cap"
+
+
+def output_cap_header(applied: int | None, asked: int | None) -> list[tuple[bytes, bytes]]:
+    """`x-neuronetz-output-cap` when a budget set the cap or lowered the client's
+    (docs/REFERENCE.md §12)."""
+    if applied is None or (asked is not None and applied >= asked):
+        return []
+    return [(OUTPUT_CAP_HEADER, str(applied).encode())]
 
 
 class Pipeline:
@@ -91,7 +103,8 @@ class Pipeline:
         declared = bodies.declared_length(exchange)
         if declared is not None and declared > self.settings.max_request_body_bytes:
             raise bodies.too_large(self.settings.max_request_body_bytes)
-        principal = await self.runtime.authenticator.authenticate(exchange.header(b"authorization"))
+        key = presented_key(exchange.header(AUTHORIZATION), exchange.header(API_KEY))
+        principal = await self.runtime.authenticator.authenticate(key)
         exchange.principal = principal
         if not self.runtime.audit.accepting:
             raise unavailable("audit log unavailable; retry shortly", retry_after=5)
@@ -100,6 +113,8 @@ class Pipeline:
                 await self._model_request(exchange, route, principal)
             case RouteKind.SHOW:
                 await self._show(exchange, route, principal)
+            case RouteKind.COUNT_TOKENS:
+                await self._count_tokens(exchange, route, principal)
             case RouteKind.LISTING:
                 await self._listing(exchange, route, principal, model_param)
             case RouteKind.PASSTHROUGH:
@@ -126,18 +141,21 @@ class Pipeline:
         parsed = await self._read_request(exchange, route)
         model = self._authorize(exchange, principal, parsed.model)
         estimate = estimate_prompt_tokens(parsed.prompt_text_bytes())
+        surfaces.check_output_cap(route, parsed.client_cap)
         admission = await self._admit(exchange, route, principal, estimate, parsed.client_cap)
         exchange.extra_headers.extend(
             (name.encode(), value.encode()) for name, value in admission.headers.items()
         )
+        if route.produces_output:
+            exchange.extra_headers += output_cap_header(admission.output_cap, parsed.client_cap)
         if principal.prompt_logging:
             # The body as the client sent it, before the rewrites below change it.
             exchange.prompt_request = orjson.loads(parsed.raw)
         output_cap = admission.output_cap if route.produces_output else None
         forwarded = rewrite.prepare(parsed, output_cap, self.settings)
         exchange.extra_headers.extend(forwarded.headers)
-        observer = StreamObserver(
-            collect_text=principal.prompt_logging, keep_usage_chunk=forwarded.wants_usage
+        observer = surfaces.observer_for(
+            route, collect_text=principal.prompt_logging, keep_usage_chunk=forwarded.wants_usage
         )
         try:
             await self._proxy_watching(
@@ -156,6 +174,13 @@ class Pipeline:
         model = self._authorize(exchange, principal, parsed.model)
         await self._count_request(exchange, route, principal)
         await self._proxy_watching(exchange, route, parsed.raw, StreamObserver(), model, None)
+
+    async def _count_tokens(self, exchange: Exchange, route: Route, principal: Principal) -> None:
+        """Messages' token counting, answered from the gateway's own prompt estimate."""
+        parsed = await self._read_request(exchange, route)
+        self._authorize(exchange, principal, parsed.model)
+        estimate = estimate_prompt_tokens(parsed.prompt_text_bytes())
+        await respond.complete(exchange, 200, orjson.dumps({"input_tokens": estimate}))
 
     async def _listing(
         self, exchange: Exchange, route: Route, principal: Principal, model_param: str | None

@@ -9,8 +9,8 @@ from neuronetz_gateway.limits import Refused
 
 def refused_error(refusal: Refused) -> GatewayError:
     """The 429 for a refusal: `insufficient_quota` for budgets, else `rate_limit_exceeded`."""
+    # Retry-After as the limiter decided: absent when waiting will not help.
     headers = {name.lower(): value for name, value in refusal.headers.items()}
-    headers.setdefault("retry-after", str(max(1, refusal.retry_after)))
     if refusal.reason == "budget":
         return GatewayError(
             429,

@@ -72,10 +72,6 @@ async def key(session: AsyncSession) -> KeyFixture:
     return await make_key(session, tenant.name)
 
 
-def bearer(secret: str) -> bytes:
-    return f"Bearer {secret}".encode()
-
-
 def wrong_secret(secret: str, position: int = 11) -> str:
     body = secret[:position] + ("A" if secret[position] != "A" else "B") + secret[position + 1 : 43]
     return body + checksum(body)
@@ -83,7 +79,7 @@ def wrong_secret(secret: str, position: int = 11) -> str:
 
 async def status_of(auth: Authenticator, secret: str) -> int:
     try:
-        await auth.authenticate(bearer(secret))
+        await auth.authenticate(secret)
     except GatewayError as refusal:
         return refusal.status
     return 200
@@ -93,10 +89,10 @@ async def test_a_right_key_is_verified_once_then_served_from_memory(
     engine: AsyncEngine, verifier: KeyVerifier, key: KeyFixture, session: AsyncSession
 ) -> None:
     auth = authenticator(engine, verifier)
-    principal = await auth.authenticate(bearer(key.secret))
+    principal = await auth.authenticate(key.secret)
     assert (principal.key_id, principal.tenant_id) == (key.key_id, key.tenant_id)
     await revoke_key(session, key.prefix)  # no notification reaches this authenticator
-    assert await auth.authenticate(bearer(key.secret)) == principal
+    assert await auth.authenticate(key.secret) == principal
     assert (auth.hits, auth.misses) == (1, 1)
     auth.evict_prefix(key.prefix)  # the notification
     assert await status_of(auth, key.secret) == 401
@@ -114,7 +110,7 @@ async def test_every_failing_key_pays_from_one_budget(
     assert await status_of(auth, wrong_secret(key.secret)) == 401
     assert await status_of(auth, revoked.secret) == 401
     with pytest.raises(GatewayError) as refused:
-        await auth.authenticate(bearer(generate_key().secret))
+        await auth.authenticate(generate_key().secret)
     assert refused.value.status == 503
     assert int(refused.value.headers["retry-after"]) >= 1
 
@@ -154,7 +150,7 @@ async def test_a_verification_that_races_a_revocation_is_not_cached(
     verifier = GatedVerifier()
     auth = authenticator(engine, verifier)
     try:
-        racing = asyncio.create_task(auth.authenticate(bearer(key.secret)))
+        racing = asyncio.create_task(auth.authenticate(key.secret))
         await verifier.entered.wait()  # the key row was read while the key was active
         await revoke_key(session, key.prefix)
         auth.evict_prefix(key.prefix)  # the revocation's notification
@@ -173,7 +169,7 @@ async def test_without_the_race_the_key_is_cached(
     verifier = GatedVerifier()
     auth = authenticator(engine, verifier)
     try:
-        racing = asyncio.create_task(auth.authenticate(bearer(key.secret)))
+        racing = asyncio.create_task(auth.authenticate(key.secret))
         await verifier.entered.wait()
         await revoke_key(session, key.prefix)
         verifier.release.set()
@@ -191,7 +187,7 @@ async def test_a_database_failure_is_503_and_costs_no_budget(
     try:
         down = authenticator(unreachable, verifier, failures)
         with pytest.raises(GatewayError) as refused:
-            await down.authenticate(bearer(key.secret))
+            await down.authenticate(key.secret)
         assert refused.value.status == 503
     finally:
         await unreachable.dispose()

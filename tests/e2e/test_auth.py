@@ -23,6 +23,7 @@ pytestmark = BOTH_BACKENDS
 
 CHAT = {"model": "llama3.1:8b", "messages": [{"role": "user", "content": "hi"}], "stream": False}
 UNAUTHORIZED = {"error": "invalid API key"}
+MISSING = {"error": "missing API key: send Authorization: Bearer <key> or x-api-key"}
 
 
 def _wrong_secret(secret: str) -> str:
@@ -69,8 +70,6 @@ async def test_every_kind_of_bad_key_gets_the_same_401(
     )
     await session.commit()
     candidates = {
-        "missing": None,
-        "empty": "",
         "basic": "Basic dXNlcjpwYXNz",
         "bearer-only": "Bearer",
         "garbage": "Bearer hello",
@@ -83,14 +82,73 @@ async def test_every_kind_of_bad_key_gets_the_same_401(
         "expired": "Bearer " + expired.secret,
         "two-spaces": "Bearer  " + caller.key.secret,
         "trailing": "Bearer " + caller.key.secret + " x",
+        "x-api-key-unknown": None,
     }
     for name, header in candidates.items():
-        response = await _status(caller.client, header)
+        if header is None:
+            headers = {"x-api-key": generate_key().secret}
+            response = await caller.client.post("/api/chat", json=CHAT, headers=headers)
+        else:
+            response = await _status(caller.client, header)
         assert response.status_code == 401, name
         assert response.json() == UNAUTHORIZED, name
         assert response.headers["www-authenticate"] == "Bearer"
         assert response.headers["x-request-id"]
     assert double.requests == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": ""}, {"x-api-key": ""}, {"Authorization": "", "x-api-key": ""}],
+)
+async def test_no_key_at_all_is_told_so(
+    client: httpx.AsyncClient, headers: dict[str, str], engine: AsyncEngine
+) -> None:
+    request_id = f"no-key-{uuid.uuid4().hex[:8]}"
+    response = await client.post(
+        "/api/chat", json=CHAT, headers={**headers, "X-Request-ID": request_id}
+    )
+
+    assert response.status_code == 401
+    assert response.json() == MISSING
+    assert response.headers["www-authenticate"] == "Bearer"
+    [row] = await audit_rows(engine, request_id)
+    assert row.outcome == "auth_failed"
+
+
+async def test_x_api_key_is_a_key_on_every_surface(caller: Caller, double: OllamaDouble) -> None:
+    key = {"x-api-key": caller.key.secret}
+
+    chat = await caller.client.post("/api/chat", json=CHAT, headers=key)
+    models = await caller.client.get("/v1/models", headers=key)
+    same_twice = await caller.client.get("/api/tags", headers={**caller.auth, **key})
+
+    assert [chat.status_code, models.status_code, same_twice.status_code] == [200, 200, 200]
+    [seen] = double.requests
+    assert seen.header("x-api-key") is None
+    assert seen.header("authorization") is None
+
+
+async def test_two_different_keys_are_refused(caller: Caller, double: OllamaDouble) -> None:
+    other = generate_key().secret
+    for headers in (
+        {**caller.auth, "x-api-key": other},
+        {"Authorization": f"Bearer {other}", "x-api-key": caller.key.secret},
+    ):
+        response = await caller.client.post("/api/chat", json=CHAT, headers=headers)
+        assert response.status_code == 401
+        assert response.json() == {
+            "error": "Authorization and x-api-key carry different keys; send one key"
+        }
+    assert double.requests == []
+
+
+async def test_a_non_bearer_authorization_next_to_x_api_key_is_ignored(caller: Caller) -> None:
+    headers = {"Authorization": "Basic dXNlcjpwYXNz", "x-api-key": caller.key.secret}
+
+    response = await caller.client.post("/api/chat", json=CHAT, headers=headers)
+
+    assert response.status_code == 200
 
 
 async def test_scheme_is_case_insensitive(caller: Caller) -> None:
@@ -106,9 +164,11 @@ async def test_key_in_query_string_is_never_read(caller: Caller) -> None:
 
 
 async def test_openai_surface_401_shape(caller: Caller) -> None:
-    response = await caller.client.get("/v1/models")
-    assert response.status_code == 401
-    assert response.json()["error"]["code"] == "invalid_api_key"
+    missing = await caller.client.get("/v1/models")
+    wrong = await caller.client.get("/v1/models", headers={"Authorization": "Bearer nz_x"})
+    assert (missing.status_code, wrong.status_code) == (401, 401)
+    assert missing.json()["error"]["code"] == "missing_api_key"
+    assert wrong.json()["error"]["code"] == "invalid_api_key"
 
 
 async def test_suspended_tenant_is_403(session: AsyncSession, client: httpx.AsyncClient) -> None:

@@ -17,8 +17,10 @@ import redis.asyncio as aioredis
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from neuronetz_gateway.db.tables import AuditLog
+from neuronetz_gateway.limits import estimate_prompt_tokens
 from tests.doubles.ollama import OllamaDouble
-from tests.e2e.conftest import limited_key
+from tests.e2e.conftest import audit_rows, limited_key
 from tests.support.factories import KeyFixture, make_key
 from tests.support.processes import GatewayProcess
 from tests.support.stack import start_gateway
@@ -29,6 +31,32 @@ REDIS_DB = 12
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 LEASE_SECONDS = 2
 CHAT = {"model": "llama3.1:8b", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+# One model request of each shape: native, Anthropic Messages, OpenAI Responses.
+REQUESTS: dict[str, dict[str, object]] = {
+    "/api/chat": CHAT,
+    "/v1/messages": {"model": "llama3.1:8b", "max_tokens": 100, "messages": CHAT["messages"]},
+    "/v1/responses": {"model": "llama3.1:8b", "input": "hi"},
+}
+STREAMED_ROUTES = ["/api/chat", "/v1/messages", "/v1/responses"]
+# Where each route's body holds the output cap Ollama applies.
+CAP = {
+    "/api/chat": lambda body: body["options"]["num_predict"],
+    "/v1/messages": lambda body: body["max_tokens"],
+    "/v1/responses": lambda body: body["max_output_tokens"],
+    "/v1/chat/completions": lambda body: body["max_tokens"],
+}
+
+
+def refusal_of(path: str, response: httpx.Response) -> tuple[str | None, str]:
+    """(error type or code, message) of a refusal in the route's error shape."""
+    body = response.json()
+    if path.startswith("/api/"):
+        assert set(body) == {"error"}
+        return None, body["error"]
+    if path == "/v1/messages":
+        assert body["type"] == "error"
+        return body["error"]["type"], body["error"]["message"]
+    return body["error"]["code"], body["error"]["message"]
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +103,19 @@ async def spread(
     )
 
 
+@pytest.mark.parametrize("path", list(REQUESTS))
 async def test_rpm_is_exact_across_replicas(
-    clients: list[httpx.AsyncClient], session: AsyncSession, double: OllamaDouble
+    clients: list[httpx.AsyncClient], session: AsyncSession, double: OllamaDouble, path: str
 ) -> None:
     key = await limited_key(session, key={"rpm": 10})
-    responses = await spread(clients, key, 40)
+    responses = await spread(clients, key, 40, path, REQUESTS[path])
     statuses = sorted(r.status_code for r in responses)
     assert statuses.count(200) == 10
     assert statuses.count(429) == 30
     refused = next(r for r in responses if r.status_code == 429)
-    assert refused.json() == {"error": refused.json()["error"]}
+    kind, message = refusal_of(path, refused)
+    assert kind in (None, "rate_limit_error", "rate_limit_exceeded")
+    assert "10 requests per minute" in message
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.headers["x-ratelimit-limit-requests"] == "10"
     assert refused.headers["x-ratelimit-remaining-requests"] == "0"
@@ -148,6 +179,58 @@ async def test_budget_holds_under_concurrency(
     for seen in double.requests:
         assert isinstance(seen.json, dict)
         assert 1 <= seen.json["max_tokens"] <= 50
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/responses"])
+async def test_budget_holds_under_concurrent_streams(
+    clients: list[httpx.AsyncClient],
+    session: AsyncSession,
+    engine: AsyncEngine,
+    double: OllamaDouble,
+    path: str,
+) -> None:
+    """20 concurrent streams against a 1,000-token daily budget record at most the
+    budget plus the error of the prompt estimate (docs/LIMITS.md)."""
+    double.completion_tokens = 100
+    double.chunk_delay = 0.002
+    key = await limited_key(session, key={"daily_tokens": 1000})
+    text = "count from one to ten, slowly please"
+    body = {**REQUESTS[path], "stream": True}
+    body.update(
+        {"messages": [{"role": "user", "content": text}]} if "messages" in body else {"input": text}
+    )
+
+    async def stream(index: int) -> int:
+        client = clients[index % len(clients)]
+        headers = auth(key)
+        async with client.stream("POST", path, json=body, headers=headers) as response:
+            await response.aread()
+            return response.status_code
+
+    statuses = await asyncio.gather(*(stream(i) for i in range(20)))
+
+    admitted = statuses.count(200)
+    assert admitted + statuses.count(429) == 20
+    rows = await _key_rows(engine, key.key_id, expected=20)
+    served = [row for row in rows if row.outcome == "ok"]
+    assert len(served) == admitted == len(double.requests)
+    estimate = estimate_prompt_tokens(len(text.encode()))
+    estimate_error = sum(max(0, row.prompt_tokens - estimate) for row in served)
+    recorded = sum(row.prompt_tokens + row.completion_tokens for row in rows)
+    assert recorded <= 1000 + estimate_error
+    caps = [CAP[path](seen.json) for seen in double.requests]
+    assert all(1 <= cap <= 50 for cap in caps)
+    assert statuses.count(429) or min(caps) < 50  # the budget was binding
+
+
+async def _key_rows(engine: AsyncEngine, key_id: uuid.UUID, expected: int) -> list[AuditLog]:
+    deadline = time.monotonic() + 5
+    while True:
+        async with AsyncSession(engine) as session:
+            rows = list(await session.scalars(sa.select(AuditLog).where(AuditLog.key_id == key_id)))
+        if len(rows) >= expected or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.05)  # the audit writer flushes every 50 ms here
 
 
 async def test_output_cap_is_sent_upstream(
@@ -233,27 +316,42 @@ async def _usage_in_postgres(engine: AsyncEngine, key_id: uuid.UUID, expected_re
         await asyncio.sleep(0.05)  # the audit writer flushes every 50 ms here
 
 
+@pytest.mark.parametrize("path", STREAMED_ROUTES)
 async def test_disconnect_frees_the_slot_within_a_second(
-    clients: list[httpx.AsyncClient], session: AsyncSession, double: OllamaDouble
+    clients: list[httpx.AsyncClient],
+    session: AsyncSession,
+    engine: AsyncEngine,
+    double: OllamaDouble,
+    path: str,
 ) -> None:
     double.completion_tokens = 10_000
     double.chunk_delay = 0.01
     key = await limited_key(session, key={"max_concurrent": 1})
-    stream_body = {**CHAT, "stream": True}
-    async with clients[0].stream("POST", "/api/chat", json=stream_body, headers=auth(key)) as r:
+    body = REQUESTS[path]
+    request_id = "gone" + path.replace("/", "-")
+    headers = {**auth(key), "X-Request-ID": request_id}
+    async with clients[0].stream("POST", path, json={**body, "stream": True}, headers=headers) as r:
         assert r.status_code == 200
-        busy = await clients[1].post("/api/chat", json=CHAT, headers=auth(key))
+        busy = await clients[1].post(path, json=body, headers=auth(key))
         assert busy.status_code == 429
-        await anext(r.aiter_lines())
+        chunks = r.aiter_bytes()
+        for _ in range(3):
+            await anext(chunks)
     left = time.monotonic()
+    cancelled = await asyncio.to_thread(double.wait_for_cancellation, 2.0)
     double.completion_tokens = 5
     double.chunk_delay = 0.0
     while True:
-        retry = await clients[1].post("/api/chat", json=CHAT, headers=auth(key))
+        retry = await clients[1].post(path, json=body, headers=auth(key))
         if retry.status_code == 200:
             break
         assert time.monotonic() - left < 1.0, "slot not released within 1 s"
     assert time.monotonic() - left < 1.0
+    [row] = await audit_rows(engine, request_id)
+    assert row.outcome == "cancelled"
+    # The tokens seen: the prompt estimate and one per relayed content chunk.
+    assert 1 <= row.completion_tokens <= cancelled.chunks_sent
+    assert row.prompt_tokens == estimate_prompt_tokens(len(b"hi"))
 
 
 async def test_redis_loss_fails_closed(

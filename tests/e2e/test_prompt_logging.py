@@ -83,6 +83,10 @@ def chat(content: str, **extra: object) -> dict[str, object]:
         ("/v1/chat/completions", chat("sse stream", stream=True)),
         ("/v1/chat/completions", chat("openai whole")),
         ("/v1/completions", {"model": MODEL, "prompt": "openai text", "max_tokens": 50}),
+        ("/v1/messages", chat("anthropic stream", max_tokens=50, stream=True)),
+        ("/v1/messages", chat("anthropic whole", max_tokens=50)),
+        ("/v1/responses", {"model": MODEL, "input": "responses stream", "stream": True}),
+        ("/v1/responses", {"model": MODEL, "input": "responses whole"}),
     ],
 )
 async def test_request_and_assembled_response_are_logged_with_the_key_ttl(

@@ -109,6 +109,7 @@ async def test_monthly_and_total_budget_refusals(limiter: Limiter, tenant_id: uu
     assert (error.scope, error.budget_period, error.resets_at) == ("key", "total", None)
     assert error.message == "total token budget of the key exhausted; it does not reset"
     assert error.retry_after == 86400
+    assert "Retry-After" not in error.headers  # a total budget never resets
 
 
 async def test_tenant_budget_is_shared_by_its_keys(limiter: Limiter, tenant_id: uuid.UUID) -> None:

@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from neuronetz_gateway.app import GatewayApp, create_app
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.middleware.error_guard import internal_error_body
+from neuronetz_gateway.policy.routes import SERVED
 
 SECRET_TEXT = "boom at /srv/neuronetz/secret.py host db-internal.example 10.1.2.3"
 
@@ -69,7 +70,7 @@ async def test_invalid_inbound_id_is_replaced(client: httpx.AsyncClient, inbound
 async def test_404_and_405_carry_an_id_and_the_error_shape(client: httpx.AsyncClient) -> None:
     missing = await client.get("/nowhere")
     assert missing.status_code == 404
-    assert missing.json() == {"error": "not found"}
+    assert missing.json() == {"error": f'no route for "/nowhere": this gateway serves {SERVED}'}
     assert missing.headers["x-request-id"]
 
     wrong = await client.post("/healthz")
@@ -105,4 +106,5 @@ def test_openai_surface_gets_the_openai_shape() -> None:
 async def test_openai_404_shape(client: httpx.AsyncClient) -> None:
     missing = await client.get("/v1/nowhere")
     assert missing.status_code == 404
-    assert missing.json()["error"]["message"] == "not found"
+    message = missing.json()["error"]["message"]
+    assert message == f'no route for "/v1/nowhere": this gateway serves {SERVED}'

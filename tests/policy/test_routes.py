@@ -15,13 +15,14 @@ ALLOWED = [
     ("GET", "/api/tags"),
     ("GET", "/api/ps"),
     ("GET", "/api/version"),
-    ("GET", "/"),
-    ("HEAD", "/"),
     ("POST", "/v1/chat/completions"),
     ("POST", "/v1/completions"),
     ("POST", "/v1/embeddings"),
     ("GET", "/v1/models"),
     ("GET", "/v1/models/llama3.1:8b"),
+    ("POST", "/v1/responses"),
+    ("POST", "/v1/messages"),
+    ("POST", "/v1/messages/count_tokens"),
 ]
 
 BLOCKED_NAMES = ["pull", "push", "create", "copy", "delete"]
@@ -104,6 +105,13 @@ def test_allowlisted_routes(method: str, path: str) -> None:
     assert decision.verdict is Verdict.ROUTE
     assert decision.route is not None
     assert decision.route.upstream_path.startswith("/")
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_root_is_the_liveness_probe(method: str) -> None:
+    assert classify(method, b"/").verdict is Verdict.LIVENESS
+    post = classify("POST", b"/")
+    assert (post.verdict, post.allow) == (Verdict.METHOD_NOT_ALLOWED, "GET, HEAD")
 
 
 def test_upstream_paths_are_fixed_strings() -> None:

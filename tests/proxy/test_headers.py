@@ -33,6 +33,7 @@ def test_upstream_headers_are_an_allowlist() -> None:
     assert headers == {
         "x-request-id": "rid-1",
         "accept": "*/*",
+        "accept-encoding": "identity",
         "user-agent": "neuronetz-gateway",
         "content-type": "application/json",
         "x-forwarded-for": "203.0.113.9",

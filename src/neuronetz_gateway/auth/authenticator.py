@@ -1,10 +1,10 @@
-"""Authentication stage (docs/REFERENCE.md §4.3): `Authorization: Bearer <key>` → `Principal`.
+"""Authentication stage (docs/REFERENCE.md §4.3): a presented key → `Principal`.
 
 Cheapest checks first, each in its own module:
 
-1. header shape (here), then the verified keys (`verified.py`: an HMAC-SHA256 of the
-   key under a per-process random pepper, compared in constant time) — the steady state
-   ends here;
+1. the verified keys (`verified.py`: an HMAC-SHA256 of the key under a per-process
+   random pepper, compared in constant time) — the steady state ends here (the key was
+   taken from its header by `credentials.py`);
 2. key format and checksum (`keys.py`, pure CPU), and the keys rejected a moment ago
    (`rejected.py`);
 3. one verification per distinct key at a time (`single_flight.py`), paid from the
@@ -54,19 +54,6 @@ def tenant_suspended() -> GatewayError:
     )
 
 
-def bearer_token(authorization: bytes | None) -> str | None:
-    """The token of a `Bearer` authorization header (not yet checked), or None."""
-    if authorization is None:
-        return None
-    scheme, _, token = authorization.partition(b" ")
-    if scheme.lower() != b"bearer" or not token:
-        return None
-    try:
-        return token.decode("ascii")
-    except UnicodeDecodeError:
-        return None
-
-
 class Authenticator:
     def __init__(
         self,
@@ -86,11 +73,9 @@ class Authenticator:
         self.hits = 0
         self.misses = 0
 
-    async def authenticate(self, authorization: bytes | None) -> Principal:
-        """The principal for the header, or a `GatewayError` (401, 403 or 503)."""
-        key = bearer_token(authorization)
-        if key is None:
-            raise unauthorized()
+    async def authenticate(self, key: str) -> Principal:
+        """The principal for a presented key (`credentials.presented_key`), or a
+        `GatewayError` (401, 403 or 503)."""
         prefix = key[:DISPLAY_PREFIX_LENGTH]
         mac = self._mac.copy()  # keyed once: copying beats re-keying on every request
         mac.update(key.encode())

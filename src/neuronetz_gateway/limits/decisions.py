@@ -9,14 +9,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import cast
 
 from neuronetz_gateway.auth.principal import LimitValues
 from neuronetz_gateway.limits.keys import PERIODS, Periods
 from neuronetz_gateway.limits.types import BudgetPeriod, RefusalReason, Refused, Scope
 
-# A total budget never resets; a client is told to come back in a day (an operator
-# has to raise the budget first).
+# A total budget never resets (an operator has to raise it): when refusals are compared
+# its wait counts as a day; the client gets no Retry-After for it.
 TOTAL_BUDGET_RETRY_MS = 86_400_000
 
 # When two checks fail with the same wait, report the one that clears last.
@@ -121,8 +122,10 @@ def refusal(
     failure = max(failures, key=lambda f: (_wait_ms(f, periods), _PRIORITY[f.reason]))
     retry_after = max(1, math.ceil(_wait_ms(failure, periods) / 1000))
     subject = subjects[failure.subject]
-    headers = {"Retry-After": str(retry_after), **ratelimit_headers(states)}
     resets_at = periods.resets_at(failure.period) if failure.period else None
+    headers = ratelimit_headers(states)
+    if not _never_clears(failure, resets_at):
+        headers = {"Retry-After": str(retry_after), **headers}
     return Refused(
         reason=failure.reason,
         scope=subject.scope,
@@ -132,6 +135,12 @@ def refusal(
         budget_period=failure.period,
         resets_at=resets_at if failure.reason == "budget" else None,
     )
+
+
+def _never_clears(failure: Failure, resets_at: datetime | None) -> bool:
+    """An exhausted total budget: no `Retry-After`, since waiting will not help
+    (docs/REFERENCE.md §12); an operator has to raise it."""
+    return failure.reason == "budget" and failure.exhausted and resets_at is None
 
 
 def _message(failure: Failure, subject: Subject, retry_after: int, periods: Periods) -> str:

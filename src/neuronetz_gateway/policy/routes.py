@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from neuronetz_gateway.errors import Surface
+from neuronetz_gateway.errors import Surface, surface_of_path
 
 
 class RouteKind(enum.Enum):
@@ -26,8 +26,10 @@ class RouteKind(enum.Enum):
 
     MODEL = "model"  # runs a model: body with `model`, admitted, proxied, metered
     SHOW = "show"  # names a model but runs none: access-checked, proxied, counted in rpm
+    COUNT_TOKENS = "count_tokens"  # names a model; answered from the gateway's estimate
     LISTING = "listing"  # built or filtered by the gateway per key
-    PASSTHROUGH = "passthrough"  # proxied as is (version, root)
+    PASSTHROUGH = "passthrough"  # proxied as is (version)
+    LIVENESS = "liveness"  # `/`: answered by the gateway, without a key or an audit row
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +51,9 @@ def _route(
     streams: bool = False,
     produces_output: bool = True,
 ) -> Route:
-    surface = Surface.OPENAI if path.startswith("/v1/") else Surface.NATIVE
     return Route(
         name=path,
-        surface=surface,
+        surface=surface_of_path(path),
         kind=kind,
         methods=frozenset(methods.split()),
         upstream_path=path,
@@ -69,11 +70,15 @@ SHOW = _route("/api/show", RouteKind.SHOW)
 TAGS = _route("/api/tags", RouteKind.LISTING, "GET")
 PS = _route("/api/ps", RouteKind.LISTING, "GET")
 VERSION = _route("/api/version", RouteKind.PASSTHROUGH, "GET")
-ROOT = _route("/", RouteKind.PASSTHROUGH, "GET HEAD")
+ROOT = _route("/", RouteKind.LIVENESS, "GET HEAD")
 V1_CHAT = _route("/v1/chat/completions", RouteKind.MODEL)
 V1_COMPLETIONS = _route("/v1/completions", RouteKind.MODEL)
 V1_EMBEDDINGS = _route("/v1/embeddings", RouteKind.MODEL, produces_output=False)
 V1_MODELS = _route("/v1/models", RouteKind.LISTING, "GET")
+V1_RESPONSES = _route("/v1/responses", RouteKind.MODEL)
+V1_MESSAGES = _route("/v1/messages", RouteKind.MODEL)
+# Answered by the gateway; the upstream path is never used (Ollama has none).
+V1_COUNT_TOKENS = _route("/v1/messages/count_tokens", RouteKind.COUNT_TOKENS)
 # Answered from the catalog; the upstream path is never used.
 V1_MODEL = _route("/v1/models/{model}", RouteKind.LISTING, "GET")
 
@@ -93,8 +98,26 @@ ALLOWED: dict[bytes, Route] = {
         V1_COMPLETIONS,
         V1_EMBEDDINGS,
         V1_MODELS,
+        V1_RESPONSES,
+        V1_MESSAGES,
+        V1_COUNT_TOKENS,
     )
 }
+
+
+def _paths(surface: Surface) -> str:
+    return ", ".join(
+        route.name
+        for route in ALLOWED.values()
+        if route.surface is surface and route.kind is not RouteKind.LIVENESS
+    )
+
+
+# What a 404 tells the client the gateway serves (clients such as Claude Code show it).
+SERVED = (
+    f"the Ollama API ({_paths(Surface.NATIVE)}), the OpenAI API ({_paths(Surface.OPENAI)}) "
+    f"and the Anthropic Messages API ({_paths(Surface.ANTHROPIC)})"
+)
 
 # The gateway's own endpoints, served by the framework behind the policy.
 INTERNAL_PATHS = frozenset({b"/healthz", b"/readyz", b"/metrics"})
@@ -112,6 +135,7 @@ _MAX_DECODE_ROUNDS = 8
 
 class Verdict(enum.Enum):
     ROUTE = "route"
+    LIVENESS = "liveness"  # GET/HEAD /: answered at once, no key, no audit row
     BLOCKED = "blocked"  # 403, before authentication
     NOT_FOUND = "not_found"  # 404
     METHOD_NOT_ALLOWED = "method_not_allowed"  # 405
@@ -175,7 +199,8 @@ def _allowed_methods(route: Route) -> str:
 
 def _for_route(route: Route, method: str, model: str | None = None) -> Decision:
     if method in route.methods:
-        return Decision(Verdict.ROUTE, route, model=model, audit_route=route.name)
+        verdict = Verdict.LIVENESS if route.kind is RouteKind.LIVENESS else Verdict.ROUTE
+        return Decision(verdict, route, model=model, audit_route=route.name)
     return Decision(
         Verdict.METHOD_NOT_ALLOWED,
         route,

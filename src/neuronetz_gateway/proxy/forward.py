@@ -195,6 +195,9 @@ async def _relay(
 ) -> None:
     if response.status >= 300:
         raise await _error_from(response, model)
+    if response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):
+        # Asked for identity: a compressed answer could be neither counted nor relayed.
+        raise upstream_failed()
     content_type = response.headers.get("Content-Type", "")
     if "ndjson" in content_type:
         await relay_stream(exchange, response, observer, sse=False)

@@ -82,7 +82,14 @@ def client_address(
 
 def upstream_headers(request_id: str, client_ip: str | None, *, has_body: bool) -> dict[str, str]:
     """The complete header set of an upstream request (aiohttp adds `Host` from the URL)."""
-    headers = {"x-request-id": request_id, "accept": "*/*", "user-agent": "neuronetz-gateway"}
+    # `identity`: what is relayed and counted must be readable (clients such as Codex ask
+    # for compressed answers; their Accept-Encoding is never forwarded).
+    headers = {
+        "x-request-id": request_id,
+        "accept": "*/*",
+        "accept-encoding": "identity",
+        "user-agent": "neuronetz-gateway",
+    }
     if has_body:
         headers["content-type"] = "application/json"
     if client_ip:

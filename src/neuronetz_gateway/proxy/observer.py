@@ -84,7 +84,7 @@ class StreamObserver:
         return b"".join(frame + b"\n\n" for frame in out if frame is not None)
 
     def _sse_frame(self, frame: bytes) -> bytes | None:
-        payload = _sse_data(frame)
+        payload = sse_data(frame)
         if payload is None or payload == SSE_DONE:
             return frame
         try:
@@ -122,6 +122,12 @@ class StreamObserver:
         if isinstance(choice.get("text"), str):
             self.text.append(choice["text"])
 
+    @property
+    def ended(self) -> bool:
+        """False when a stream broke off before its API's terminal event (the surfaces
+        whose streams have one override this)."""
+        return True
+
     # -- whole responses ----------------------------------------------------------
 
     def whole(self, data: Any, *, openai: bool) -> None:
@@ -135,7 +141,8 @@ class StreamObserver:
             self._collect_native(data)
 
 
-def _sse_data(frame: bytes) -> bytes | None:
+def sse_data(frame: bytes) -> bytes | None:
+    """The payload of an SSE frame's `data:` line, if it has one."""
     for line in frame.split(b"\n"):
         if line.startswith(b"data:"):
             return line[5:].strip()

@@ -22,7 +22,9 @@ from neuronetz_gateway.proxy.shapes import BodyShape, OutputCap, shape_of
 _INT64 = 2**63
 # Ollama reads `options` values as float64 and converts them; within 2**53 that is exact.
 _EXACT_FLOAT = 2**53
-_TEXT_KEYS = ("text", "content")
+# Where messages, content blocks and input items hold text the model reads: also the
+# thinking of Anthropic blocks, and the arguments and output of Responses function calls.
+_TEXT_KEYS = ("text", "content", "thinking", "arguments", "output")
 
 
 @dataclass(slots=True)
@@ -155,6 +157,5 @@ def _text_bytes(value: Any) -> int:
     if isinstance(value, list):
         return sum(_text_bytes(item) for item in value)
     if isinstance(value, dict):
-        # Messages, content parts, input items: their text is in `text` or `content`.
         return sum(_text_bytes(v) for k, v in value.items() if field_name(k) in _TEXT_KEYS)
     return 0

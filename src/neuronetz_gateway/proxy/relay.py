@@ -14,13 +14,14 @@ import orjson
 from neuronetz_gateway import respond
 from neuronetz_gateway.context import Exchange
 from neuronetz_gateway.db.tables import Outcome
-from neuronetz_gateway.errors import Surface, error_body
+from neuronetz_gateway.errors import GatewayError
+from neuronetz_gateway.proxy import surfaces
 from neuronetz_gateway.proxy.observer import StreamObserver
 
 NDJSON = b"application/x-ndjson"
 EVENT_STREAM = b"text/event-stream"
 STREAM_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
-LOST = "upstream connection lost"
+LOST = GatewayError(502, "upstream connection lost", Outcome.UPSTREAM_ERROR, code="upstream_error")
 
 
 async def relay_stream(
@@ -48,25 +49,25 @@ async def relay_stream(
             if out:
                 await respond.body(exchange, out, more=True)
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
-        await _end_with_error(exchange, observer, sse)
+        await _end_with_error(exchange, observer)
         return
     if pending.strip():
         out = feed(pending + separator)
         if out:
             await respond.body(exchange, out, more=True)
+    if not observer.ended:  # cut off before its API's last event: the client is told
+        await _end_with_error(exchange, observer)
+        return
     if observer.error:
         exchange.outcome = Outcome.UPSTREAM_ERROR
     await respond.body(exchange, b"", more=False)
 
 
-async def _end_with_error(exchange: Exchange, observer: StreamObserver, sse: bool) -> None:
+async def _end_with_error(exchange: Exchange, observer: StreamObserver) -> None:
     """The upstream broke off mid-stream: tell the client in-band, then end the stream."""
     exchange.outcome = Outcome.UPSTREAM_ERROR
     observer.error = True
-    if sse:
-        frame = b"data: " + error_body(Surface.OPENAI, 502, LOST, code="upstream_error") + b"\n\n"
-    else:
-        frame = orjson.dumps({"error": LOST}) + b"\n"
+    frame = surfaces.in_band(exchange.route, exchange.surface, LOST, exchange.request_id)
     await respond.body(exchange, frame, more=True)
     await respond.body(exchange, b"", more=False)
 

@@ -106,7 +106,7 @@ SHAPES: dict[str, BodyShape] = {
         usage_option=True,
     ),
     "/v1/embeddings": BodyShape(stream=None, text=("input",)),
-    # The two below are ready for their routes (docs/REFERENCE.md §12).
+    # The Anthropic Messages and OpenAI Responses surfaces (docs/REFERENCE.md §12).
     "/v1/messages": BodyShape(
         output_cap=OutputCap("max_tokens"), text=("system", "messages"), tools="tools"
     ),
@@ -115,6 +115,8 @@ SHAPES: dict[str, BodyShape] = {
         text=("instructions", "input"),
         tools="tools",
     ),
+    # Answered by the gateway from the prompt estimate; nothing is forwarded.
+    "/v1/messages/count_tokens": BodyShape(stream=None, text=("system", "messages"), tools="tools"),
 }
 
 

@@ -12,7 +12,8 @@ class Usage:
     completion_tokens: int
 
 
-def _count(value: Any) -> int:
+def count(value: Any) -> int:
+    """A token count as reported: a non-negative integer, anything else 0."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
@@ -22,7 +23,7 @@ def native_usage(message: Any) -> Usage | None:
         return None
     if "prompt_eval_count" not in message and "eval_count" not in message:
         return None
-    return Usage(_count(message.get("prompt_eval_count")), _count(message.get("eval_count")))
+    return Usage(count(message.get("prompt_eval_count")), count(message.get("eval_count")))
 
 
 def openai_usage(message: Any) -> Usage | None:
@@ -32,4 +33,4 @@ def openai_usage(message: Any) -> Usage | None:
     usage = message.get("usage")
     if not isinstance(usage, dict):
         return None
-    return Usage(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
+    return Usage(count(usage.get("prompt_tokens")), count(usage.get("completion_tokens")))
