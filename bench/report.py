@@ -105,6 +105,17 @@ def evaluate(results: dict[str, Any]) -> list[Check]:
         stream.info(
             "reads holding >1 chunk", 100 * _get(streams, "gateway", "merged_read_share"), "%"
         )
+        surfaces = streams.get("surfaces", {})
+        chat = _get(surfaces, "/v1/chat/completions", "server_cpu_us_per_chunk")
+        messages = _get(surfaces, "/v1/messages", "server_cpu_us_per_chunk")
+        if surfaces:
+            stream.add(
+                "CPU per chunk /v1/messages vs /v1/chat/completions",
+                "<= +10 %",
+                100 * (messages / chat - 1) if chat else math.nan,
+                "%",
+                _at_most(10),
+            )
     memory = results.get("memory", {})
     mem = _Checks("4 memory", checks)
     if memory:

@@ -12,7 +12,11 @@ MODEL = "llama3.1:8b"
 PROMPT = "Why is the sky blue? Answer in one short paragraph."
 
 
-def chat_body(*, openai: bool, stream: bool) -> bytes:
+# The output cap of Messages requests (required there); no answer of the stub reaches it.
+MESSAGES_MAX_TOKENS = 4096
+
+
+def chat_body(*, openai: bool, stream: bool, messages_api: bool = False) -> bytes:
     body: dict[str, object] = {
         "model": MODEL,
         "messages": [{"role": "user", "content": PROMPT}],
@@ -20,24 +24,30 @@ def chat_body(*, openai: bool, stream: bool) -> bytes:
     }
     if openai and stream:
         body["stream_options"] = {"include_usage": True}
+    if messages_api:
+        body["max_tokens"] = MESSAGES_MAX_TOKENS
     return orjson.dumps(body)
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One model endpoint of both surfaces."""
+    """One model endpoint: native, OpenAI chat, or Anthropic Messages."""
 
     name: str
     path: str
     openai: bool
+    messages_api: bool = False
 
     def body(self, *, stream: bool) -> bytes:
-        return chat_body(openai=self.openai, stream=stream)
+        return chat_body(openai=self.openai, stream=stream, messages_api=self.messages_api)
 
 
 NATIVE_CHAT = Endpoint("/api/chat", "/api/chat", openai=False)
 OPENAI_CHAT = Endpoint("/v1/chat/completions", "/v1/chat/completions", openai=True)
+MESSAGES = Endpoint("/v1/messages", "/v1/messages", openai=False, messages_api=True)
 ENDPOINTS = (NATIVE_CHAT, OPENAI_CHAT)
+# The SSE surfaces compared in the stream scenario (cost per relayed chunk).
+STREAMED_SURFACES = (OPENAI_CHAT, MESSAGES)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from bench import fixtures, logs, machine, profiling, stack, tools, wrk
 from bench.config import BenchConfig
 from bench.processes import Service, cpu_seconds, rss_kib
-from bench.requests import NATIVE_CHAT, Target
+from bench.requests import NATIVE_CHAT, STREAMED_SURFACES, Target
 from bench.scenarios import (
     flood,
     memory,
@@ -286,6 +286,28 @@ class Run:
         peak = out["gateway"]["peak_rss_kib"]
         out["rss_before_kib"] = rss_before
         out["per_stream_kib"] = (peak - rss_before) / config.streams
+        out["surfaces"] = self._surface_streams(gateway)
+        return out
+
+    def _surface_streams(self, gateway: Service) -> dict[str, Any]:
+        """The same streams through the gateway over each SSE surface: what relaying one
+        chunk costs the gateway on /v1/chat/completions and on /v1/messages."""
+        config, target = self.config, self.gateway_target(gateway)
+        out: dict[str, Any] = {}
+        for endpoint in STREAMED_SURFACES:
+            cpu_before = cpu_seconds(gateway.pid)
+            result = streams.run(
+                target.port,
+                target.request(endpoint, stream=True),
+                streams=config.streams,
+                processes=config.stream_processes,
+                ramp_seconds=config.stream_ramp_seconds,
+                timeout_seconds=30 + config.stream_chunks * config.stream_interval_ms / 1000,
+            )
+            if result["chunks"]:
+                used = cpu_seconds(gateway.pid) - cpu_before
+                result["server_cpu_us_per_chunk"] = round(1e6 * used / result["chunks"], 1)
+            out[endpoint.name] = result
         return out
 
     def _sample_streams(self, gateway: Service) -> subprocess.Popen[bytes] | None:

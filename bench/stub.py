@@ -5,8 +5,10 @@ pre-rendered where possible, so it costs a few microseconds per request and is n
 what the benchmark measures (`python -m bench` checks it direct first).
 
 Routes: `GET /api/version`, `GET /api/tags`, `POST /api/chat` (JSON, or NDJSON when
-`stream` is true or absent) and `POST /v1/chat/completions` (JSON, or SSE when
-`stream` is true, with a usage chunk when `stream_options.include_usage`).
+`stream` is true or absent), `POST /v1/chat/completions` (JSON, or SSE when
+`stream` is true, with a usage chunk when `stream_options.include_usage`) and
+`POST /v1/messages` (JSON, or Anthropic's SSE events when `stream` is true, in the order
+Ollama writes them).
 
 A stream has `chunks` content chunks and a final chunk, one every `interval_ms`; each
 content or final chunk carries `"bench_ts"`: `time.monotonic_ns()` when it was written
@@ -158,21 +160,21 @@ class _Stream:
         loop: asyncio.AbstractEventLoop,
         config: StubConfig,
         model: str,
-        openai: bool,
+        kind: str,
         include_usage: bool,
     ) -> None:
         self.transport = transport
         self.loop = loop
         self.config = config
         self.model = model.encode()
-        self.openai = openai
+        self.kind = kind  # "native", "openai" or "messages"
         self.include_usage = include_usage
         self.sent = 0
         self.start = loop.time()
         self.on_done: list[Any] = []
 
     def begin(self) -> None:
-        self.transport.write(_stream_head(_SSE if self.openai else _NDJSON))
+        self.transport.write(_stream_head(_NDJSON if self.kind == "native" else _SSE))
         self._tick()
 
     def _tick(self) -> None:
@@ -191,7 +193,13 @@ class _Stream:
 
     def _content(self, index: int) -> bytes:
         stamp = time.monotonic_ns()
-        if self.openai:
+        if self.kind == "messages":
+            delta = (
+                b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+                b'"delta":{"type":"text_delta","text":"tok%d "},"bench_ts":%d}\n\n' % (index, stamp)
+            )
+            return _messages_start(self.model) + delta if index == 0 else delta
+        if self.kind == "openai":
             return (
                 b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1721729730,'
                 b'"model":"%s","system_fingerprint":"fp_ollama","choices":[{"index":0,'
@@ -206,7 +214,15 @@ class _Stream:
     def _final(self) -> bytes:
         stamp = time.monotonic_ns()
         chunks = self.config.chunks
-        if self.openai:
+        if self.kind == "messages":
+            return (
+                b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+                b'event: message_delta\ndata: {"type":"message_delta","delta":'
+                b'{"stop_reason":"end_turn"},"usage":{"input_tokens":1,"output_tokens":%d},'
+                b'"bench_ts":%d}\n\n'
+                b'event: message_stop\ndata: {"type":"message_stop"}\n\n' % (chunks, stamp)
+            )
+        if self.kind == "openai":
             frames = [
                 b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1721729730,'
                 b'"model":"%s","system_fingerprint":"fp_ollama","choices":[{"index":0,'
@@ -228,6 +244,32 @@ class _Stream:
             b'"prompt_eval_count":1,"prompt_eval_duration":1,"eval_count":%d,'
             b'"eval_duration":1,"bench_ts":%d}\n' % (self.model, CREATED_AT.encode(), chunks, stamp)
         )
+
+
+def _messages_start(model: bytes) -> bytes:
+    """`message_start` (its input_tokens an estimate) and the text block's start."""
+    return (
+        b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1",'
+        b'"type":"message","role":"assistant","model":"%s","content":[],'
+        b'"usage":{"input_tokens":3,"output_tokens":0}}}\n\n'
+        b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+        b'"content_block":{"type":"text","text":""}}\n\n' % model
+    )
+
+
+def _messages_answer(model: str, prompt_tokens: int) -> bytes:
+    text = "".join(f"tok{i} " for i in range(ANSWER_TOKENS))
+    return orjson.dumps(
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "usage": {"input_tokens": prompt_tokens, "output_tokens": ANSWER_TOKENS},
+        }
+    )
 
 
 class StubProtocol(asyncio.Protocol):
@@ -284,8 +326,7 @@ class Answers:
         self.config = config
         self.tags = orjson.dumps({"models": [_tags_entry(name) for name in MODELS]})
         self.version = orjson.dumps(VERSION)
-        self._native: dict[tuple[str, int], bytes] = {}
-        self._openai: dict[tuple[str, int], bytes] = {}
+        self._answers: dict[tuple[str, str, int], bytes] = {}
 
     def answer(
         self, transport: asyncio.Transport, method: bytes, url: bytes, body: bytes, keep: bool
@@ -296,14 +337,14 @@ class Answers:
             transport.write(_whole(b"200 OK", _JSON, self.tags, keep))
         elif method == b"GET" and path == b"/api/version":
             transport.write(_whole(b"200 OK", _JSON, self.version, keep))
-        elif method == b"POST" and path in (b"/api/chat", b"/v1/chat/completions"):
-            return self._chat(transport, body, keep, openai=path.startswith(b"/v1/"))
+        elif method == b"POST" and path in _CHAT_KINDS:
+            return self._chat(transport, body, keep, _CHAT_KINDS[path])
         else:
             transport.write(_whole(b"404 Not Found", _JSON, b'{"error":"not found"}', keep))
         return None
 
     def _chat(
-        self, transport: asyncio.Transport, raw: bytes, keep: bool, *, openai: bool
+        self, transport: asyncio.Transport, raw: bytes, keep: bool, kind: str
     ) -> _Stream | None:
         try:
             body = orjson.loads(raw)
@@ -317,22 +358,29 @@ class Answers:
             error = b'{"error":"model \\"%s\\" not found"}' % model.encode()
             transport.write(_whole(b"404 Not Found", _JSON, error, keep))
             return None
-        if body.get("stream", not openai) is True:
+        if body.get("stream", kind == "native") is True:
             options = body.get("stream_options")
             usage = isinstance(options, dict) and options.get("include_usage") is True
             loop = asyncio.get_running_loop()
-            stream = _Stream(transport, loop, self.config, model, openai, usage)
+            stream = _Stream(transport, loop, self.config, model, kind, usage)
             stream.begin()
             return stream
         tokens = _prompt_tokens(body)
-        cache = self._openai if openai else self._native
-        answer = cache.get((model, tokens))
+        answer = self._answers.get((kind, model, tokens))
         if answer is None:
-            render = _openai_answer if openai else _native_answer
-            answer = cache.setdefault((model, tokens), render(model, tokens))
-        content_type = b"application/json" if openai else _JSON
+            rendered = _RENDER[kind](model, tokens)
+            answer = self._answers.setdefault((kind, model, tokens), rendered)
+        content_type = _JSON if kind == "native" else b"application/json"
         transport.write(_whole(b"200 OK", content_type, answer, keep))
         return None
+
+
+_CHAT_KINDS = {
+    b"/api/chat": "native",
+    b"/v1/chat/completions": "openai",
+    b"/v1/messages": "messages",
+}
+_RENDER = {"native": _native_answer, "openai": _openai_answer, "messages": _messages_answer}
 
 
 async def serve(host: str, port: int, config: StubConfig) -> None:

@@ -65,8 +65,9 @@ def workers_table(data: dict[str, Any]) -> str:
 
 def streams_table(data: dict[str, Any]) -> str:
     rows = []
-    for name in ("direct", "bare", "gateway"):
-        result = data.get(name)
+    runs = [(name, data.get(name)) for name in ("direct", "bare", "gateway")]
+    runs += [(f"gateway {path}", result) for path, result in data.get("surfaces", {}).items()]
+    for name, result in runs:
         if result is None:
             continue
         rows.append([
