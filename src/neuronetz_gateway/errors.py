@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from neuronetz_gateway.db.tables import Outcome
+from neuronetz_gateway.outcome import Outcome
 
 
 class Surface(enum.Enum):
@@ -154,4 +154,19 @@ def unavailable(message: str, *, retry_after: int = 1) -> GatewayError:
         Outcome.UNAVAILABLE,
         code="service_unavailable",
         headers={"retry-after": str(max(1, retry_after))},
+    )
+
+
+def shutting_down() -> GatewayError:
+    """503 for a request the server cut short at the end of its shutdown grace period."""
+    return unavailable("gateway is shutting down; retry the request", retry_after=1)
+
+
+def internal_error(request_id: str) -> GatewayError:
+    """500 naming only the request id: what failed is in the log, never in the answer."""
+    return GatewayError(
+        500,
+        f"internal error (request id {request_id})",
+        Outcome.INTERNAL_ERROR,
+        code="internal_error",
     )

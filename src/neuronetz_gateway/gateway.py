@@ -18,9 +18,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from neuronetz_gateway import respond
 from neuronetz_gateway.config import IPNetwork
 from neuronetz_gateway.context import Exchange
-from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.errors import GatewayError, surface_of_path, unavailable
 from neuronetz_gateway.middleware.request_id import client_request_id_of, request_id_of
+from neuronetz_gateway.outcome import Outcome
 from neuronetz_gateway.pipeline import Pipeline
 from neuronetz_gateway.policy.routes import SERVED, Decision, Verdict, canonical_path, classify
 from neuronetz_gateway.proxy.headers import client_address

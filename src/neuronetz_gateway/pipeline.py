@@ -1,11 +1,14 @@
-"""The request pipeline: every allowlisted request, stage by stage (ARCHITECTURE.md).
+"""The request pipeline: every allowlisted request, stage by stage (docs/ARCHITECTURE.md).
 
-    route policy (gateway.py) → authenticate → read body → authorize model
-        → admit → proxy + relay → settle → audit
+    route policy (gateway.py) → authenticate → read body → authorize model → admit
+        → prepare body → proxy + relay → settle → record
 
 `Pipeline.handle` is the whole story for one request; each stage lives in its own
 module and refuses by raising `GatewayError`, which is answered here in the shape of
-the surface. Whatever happens, the request is settled (if admitted) and audited.
+the surface. Stages record facts on the `Exchange`; `outcome.decide` turns them into
+the audited outcome when the request is recorded. Two places always run: whatever
+raises after admission, `_model_request` settles the admission (its `finally`);
+whatever raises at all, `handle` answers the client and records the request.
 """
 
 from __future__ import annotations
@@ -23,9 +26,13 @@ from neuronetz_gateway.auth.credentials import API_KEY, AUTHORIZATION, presented
 from neuronetz_gateway.auth.principal import Principal
 from neuronetz_gateway.catalog.models import CatalogModel
 from neuronetz_gateway.context import Exchange
-from neuronetz_gateway.cut_short import answer_cut_short
-from neuronetz_gateway.db.tables import Outcome
-from neuronetz_gateway.errors import GatewayError, model_not_found, unavailable
+from neuronetz_gateway.errors import (
+    GatewayError,
+    internal_error,
+    model_not_found,
+    shutting_down,
+    unavailable,
+)
 from neuronetz_gateway.limits import (
     Admission,
     AdmissionRequest,
@@ -39,7 +46,7 @@ from neuronetz_gateway.policy.access import may_use, visible_models
 from neuronetz_gateway.policy.routes import Route, RouteKind
 from neuronetz_gateway.proxy import body as bodies
 from neuronetz_gateway.proxy import rewrite, surfaces
-from neuronetz_gateway.proxy.forward import forward, upstream_failed
+from neuronetz_gateway.proxy.forward import Forwarder, UpstreamRequest, upstream_failed
 from neuronetz_gateway.proxy.observer import StreamObserver
 from neuronetz_gateway.proxy.ps import loaded_models
 from neuronetz_gateway.proxy.reading import ModelRequest, read_request
@@ -49,7 +56,9 @@ from neuronetz_gateway.runtime import GatewayRuntime
 
 log = structlog.get_logger(__name__)
 
-CANCELLED_STATUS = 499  # nginx's "client closed request", for the audit row only
+# A settlement that failed for a reason other than the store being down is tried this
+# often: a lease left behind would hold one of the tenant's slots until it expires.
+SETTLE_ATTEMPTS = 2
 
 
 OUTPUT_CAP_HEADER = b"x-neuronetz-output-cap"
@@ -67,6 +76,7 @@ class Pipeline:
     def __init__(self, runtime: GatewayRuntime) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
+        self.forwarder = Forwarder(runtime.resources.upstream, runtime.upstreams)
 
     async def handle(self, exchange: Exchange, route: Route, model_param: str | None) -> None:
         """Run one allowlisted request through every stage; never raises."""
@@ -74,26 +84,22 @@ class Pipeline:
         try:
             await self._stages(exchange, route, model_param)
         except GatewayError as failure:
-            if exchange.response_started:
-                exchange.outcome = failure.outcome
-            else:
-                await respond.error(exchange, failure)
+            await respond.fail(exchange, failure)
         except bodies.ClientGone:
-            exchange.outcome = Outcome.CANCELLED
+            pass  # recorded by read_body; nobody is left to answer
         except asyncio.CancelledError:
             # The server ended its shutdown grace period (a client leaving is handled
             # where it happens). The stages have settled; the request ends here,
-            # answered and audited, since nobody awaits this task.
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            if not exchange.disconnected:
-                await answer_cut_short(exchange)
-            exchange.outcome = Outcome.CANCELLED
+            # answered and recorded, since nobody awaits this task.
+            _uncancel()
+            if not exchange.response_complete:
+                exchange.cut_short = True
+                await respond.fail_quietly(exchange, shutting_down())
+        except Exception:
+            log.exception("internal_error", request_id=exchange.request_id, route=route.name)
+            exchange.internal_error = True
+            await respond.fail_quietly(exchange, internal_error(exchange.request_id))
         finally:
-            if exchange.disconnected and not exchange.response_complete:
-                exchange.outcome = Outcome.CANCELLED
-                exchange.status = exchange.status or CANCELLED_STATUS
             try:
                 self.runtime.record(exchange)
             finally:
@@ -120,21 +126,6 @@ class Pipeline:
             case RouteKind.PASSTHROUGH:
                 await self._passthrough(exchange, route)
 
-    # -- model access ---------------------------------------------------------------
-
-    def _authorize(self, exchange: Exchange, principal: Principal, requested: str) -> CatalogModel:
-        """The catalog entry of `requested` if the key may use it; 404 otherwise."""
-        catalog = self.runtime.catalog
-        model = catalog.get(requested)
-        if model is None or not may_use(principal, model.name, catalog):
-            raise model_not_found(requested)
-        exchange.model = model.name
-        return model
-
-    async def _read_request(self, exchange: Exchange, route: Route) -> ModelRequest:
-        raw = await bodies.read_body(exchange, self.settings.max_request_body_bytes)
-        return read_request(raw, route, self.settings.max_json_depth)
-
     # -- routes ---------------------------------------------------------------------
 
     async def _model_request(self, exchange: Exchange, route: Route, principal: Principal) -> None:
@@ -143,37 +134,20 @@ class Pipeline:
         estimate = estimate_prompt_tokens(parsed.prompt_text_bytes())
         surfaces.check_output_cap(route, parsed.client_cap)
         admission = await self._admit(exchange, route, principal, estimate, parsed.client_cap)
-        exchange.extra_headers.extend(
-            (name.encode(), value.encode()) for name, value in admission.headers.items()
-        )
-        if route.produces_output:
-            exchange.extra_headers += output_cap_header(admission.output_cap, parsed.client_cap)
-        if principal.prompt_logging:
-            # The body as the client sent it, before the rewrites below change it.
-            exchange.prompt_request = orjson.loads(parsed.raw)
-        output_cap = admission.output_cap if route.produces_output else None
-        forwarded = rewrite.prepare(parsed, output_cap, self.settings)
-        exchange.extra_headers.extend(forwarded.headers)
-        observer = surfaces.observer_for(
-            route, collect_text=principal.prompt_logging, keep_usage_chunk=forwarded.wants_usage
-        )
+        observer = surfaces.observer_for(route, collect_text=principal.prompt_logging)
         try:
-            await self._proxy_watching(
-                exchange, route, forwarded.body, observer, model, admission.ticket
-            )
+            body = self._prepare(exchange, route, parsed, admission, observer)
+            request = UpstreamRequest(route, exchange.method, body, model.name, model.upstreams)
+            await self._proxy(exchange, request, observer, admission.ticket)
         finally:
-            usage = self._usage(observer, estimate, exchange, route)
-            exchange.prompt_tokens = usage.prompt_tokens
-            exchange.completion_tokens = usage.completion_tokens
-            if principal.prompt_logging:
-                exchange.response_text = observer.text
-            await self._settle(admission.ticket, usage)
+            await self._settle(exchange, route, admission.ticket, observer, estimate)
 
     async def _show(self, exchange: Exchange, route: Route, principal: Principal) -> None:
         parsed = await self._read_request(exchange, route)
         model = self._authorize(exchange, principal, parsed.model)
         await self._count_request(exchange, route, principal)
-        await self._proxy_watching(exchange, route, parsed.raw, StreamObserver(), model, None)
+        request = UpstreamRequest(route, exchange.method, parsed.raw, model.name, model.upstreams)
+        await self._proxy(exchange, request, StreamObserver(), None)
 
     async def _count_tokens(self, exchange: Exchange, route: Route, principal: Principal) -> None:
         """Messages' token counting, answered from the gateway's own prompt estimate."""
@@ -211,9 +185,24 @@ class Pipeline:
         await respond.complete(exchange, 200, merged)
 
     async def _passthrough(self, exchange: Exchange, route: Route) -> None:
-        await self._proxy_watching(exchange, route, None, StreamObserver(), None, None)
+        await self._proxy(exchange, UpstreamRequest(route, exchange.method), StreamObserver(), None)
 
-    # -- admission and settlement -----------------------------------------------------
+    # -- reading and authorizing ----------------------------------------------------------
+
+    async def _read_request(self, exchange: Exchange, route: Route) -> ModelRequest:
+        raw = await bodies.read_body(exchange, self.settings.max_request_body_bytes)
+        return read_request(raw, route, self.settings.max_json_depth)
+
+    def _authorize(self, exchange: Exchange, principal: Principal, requested: str) -> CatalogModel:
+        """The catalog entry of `requested` if the key may use it; 404 otherwise."""
+        catalog = self.runtime.catalog
+        model = catalog.get(requested)
+        if model is None or not may_use(principal, model.name, catalog):
+            raise model_not_found(requested)
+        exchange.model = model.name
+        return model
+
+    # -- admission, the body to forward, settlement --------------------------------------
 
     async def _admit(
         self,
@@ -234,29 +223,81 @@ class Pipeline:
             produces_output=route.produces_output,
         )
         try:
-            return await self.runtime.limiter.admit(request)
+            admission = await self.runtime.limiter.admit(request)
         except Refused as refusal:
             raise refused_error(refusal) from None
         except LimiterUnavailable:
             raise unavailable("rate limiting is temporarily unavailable") from None
+        exchange.extra_headers.extend(
+            (name.encode(), value.encode()) for name, value in admission.headers.items()
+        )
+        return admission
 
     async def _count_request(self, exchange: Exchange, route: Route, principal: Principal) -> None:
         """Count a request that asks Ollama but runs no model (`/api/show`, `/api/ps`)
         against `rpm`: no tokens, no concurrency slot, so nothing to settle."""
-        admission = await self._admit(exchange, route, principal.requests_only(), 0, None)
-        exchange.extra_headers.extend(
-            (name.encode(), value.encode()) for name, value in admission.headers.items()
-        )
+        await self._admit(exchange, route, principal.requests_only(), 0, None)
 
-    async def _settle(self, ticket: Ticket, usage: Usage) -> None:
-        if ticket.is_noop:
-            return  # nothing was counted: no task, no round trip
-        # Shielded: a cancelled request (client gone) must still release its lease.
-        settle = self.runtime.limiter.settle(ticket, usage.prompt_tokens, usage.completion_tokens)
+    def _prepare(
+        self,
+        exchange: Exchange,
+        route: Route,
+        parsed: ModelRequest,
+        admission: Admission,
+        observer: StreamObserver,
+    ) -> bytes:
+        """The body to forward (`rewrite.prepare`: the admission's output cap applied,
+        what a tenant may not ask of the shared Ollama removed), re-encoded only if
+        that changed anything."""
+        if observer.collect_text:
+            # The body as the client sent it, before the rewrites change it.
+            exchange.prompt_request = orjson.loads(parsed.raw)
+        output_cap = admission.output_cap if route.produces_output else None
+        if route.produces_output:
+            exchange.extra_headers += output_cap_header(output_cap, parsed.client_cap)
+        forwarded = rewrite.prepare(parsed, output_cap, self.settings)
+        exchange.extra_headers.extend(forwarded.headers)
+        observer.keep_usage_chunk = forwarded.wants_usage
+        return forwarded.body
+
+    async def _settle(
+        self,
+        exchange: Exchange,
+        route: Route,
+        ticket: Ticket,
+        observer: StreamObserver,
+        estimate: int,
+    ) -> None:
+        """Charge what the request used and release its lease and reservation. Runs
+        whatever happened after admission, and never raises: a fault here would leave
+        the tenant's lease and reservation held until they expire."""
         try:
-            await asyncio.shield(settle)
-        except (LimiterUnavailable, asyncio.CancelledError) as error:
-            log.warning("settlement_failed", error=type(error).__name__)
+            usage = self._usage(observer, estimate, exchange, route)
+        except Exception:
+            log.exception("usage_not_measured", request_id=exchange.request_id)
+            exchange.internal_error = True
+            usage = Usage(estimate, 0)
+        exchange.prompt_tokens = usage.prompt_tokens
+        exchange.completion_tokens = usage.completion_tokens
+        if observer.collect_text:
+            exchange.response_text = observer.text
+        if ticket.is_noop:
+            return  # nothing was counted: no round trip
+        limiter = self.runtime.limiter
+        for attempt in range(1, SETTLE_ATTEMPTS + 1):
+            settle = limiter.settle(ticket, usage.prompt_tokens, usage.completion_tokens)
+            try:
+                # Shielded: a cancelled request (client gone) must still release its lease.
+                await asyncio.shield(settle)
+                return
+            except (LimiterUnavailable, asyncio.CancelledError) as error:
+                # The store is down (the lease expires by itself) or the settlement goes
+                # on shielded: trying again would not help.
+                log.warning("settlement_failed", error=type(error).__name__)
+                return
+            except Exception:
+                log.exception("settlement_failed", request_id=exchange.request_id, attempt=attempt)
+        exchange.internal_error = True
 
     @staticmethod
     def _usage(observer: StreamObserver, estimate: int, exchange: Exchange, route: Route) -> Usage:
@@ -273,13 +314,11 @@ class Pipeline:
 
     # -- proxying with the client watched ---------------------------------------------
 
-    async def _proxy_watching(
+    async def _proxy(
         self,
         exchange: Exchange,
-        route: Route,
-        body: bytes | None,
+        request: UpstreamRequest,
         observer: StreamObserver,
-        model: CatalogModel | None,
         ticket: Ticket | None,
     ) -> None:
         """Forward while watching for the client leaving (which cancels the upstream)."""
@@ -288,34 +327,13 @@ class Pipeline:
             raise RuntimeError("no current task")
         watcher = asyncio.create_task(self._watch(exchange, main, ticket))
         try:
-            await self._forward(exchange, route, body, observer, model)
+            await self.forwarder.forward(exchange, request, observer)
         except asyncio.CancelledError:
             if not exchange.disconnected:
                 raise
             main.uncancel()
-            exchange.outcome = Outcome.CANCELLED
         finally:
             watcher.cancel()
-
-    async def _forward(
-        self,
-        exchange: Exchange,
-        route: Route,
-        body: bytes | None,
-        observer: StreamObserver,
-        model: CatalogModel | None,
-    ) -> None:
-        await forward(
-            exchange,
-            self.runtime.resources.upstream,
-            self.runtime.upstreams,
-            method=exchange.method,
-            path=route.upstream_path,
-            body=body,
-            observer=observer,
-            model=model.name if model is not None else None,
-            holders=model.upstreams if model is not None else (),
-        )
 
     async def _watch(
         self, exchange: Exchange, main: asyncio.Task[Any], ticket: Ticket | None
@@ -337,3 +355,10 @@ class Pipeline:
                     exchange.disconnected = True
                     main.cancel()
                 return
+
+
+def _uncancel() -> None:
+    """Take back the server's cancellation of this task: it has been handled."""
+    current = asyncio.current_task()
+    if current is not None:
+        current.uncancel()

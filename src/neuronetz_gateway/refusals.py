@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.errors import GatewayError
 from neuronetz_gateway.limits import Refused
+from neuronetz_gateway.outcome import Outcome
 
 
 def refused_error(refusal: Refused) -> GatewayError:

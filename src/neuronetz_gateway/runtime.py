@@ -28,6 +28,7 @@ from neuronetz_gateway.limits import Limiter, PostgresUsageSource
 from neuronetz_gateway.observability.access_log import AccessLog
 from neuronetz_gateway.observability.request_metrics import RequestMetrics
 from neuronetz_gateway.observability.sampler import MetricsSampler
+from neuronetz_gateway.outcome import decide
 from neuronetz_gateway.proxy.probe import UpstreamProber
 from neuronetz_gateway.proxy.upstreams import UpstreamPool
 from neuronetz_gateway.resources import Resources
@@ -174,6 +175,7 @@ class GatewayRuntime:
                     now, principal.prompt_log_ttl_hours, self.settings
                 ),
             )
+        ending = decide(exchange)
         self.audit.submit(
             AuditRecord(
                 request_id=exchange.request_id,
@@ -183,8 +185,8 @@ class GatewayRuntime:
                 method=exchange.method[:16],
                 route=exchange.audit_route,
                 model=exchange.model,
-                status_code=exchange.status,
-                outcome=exchange.outcome,
+                status_code=ending.status,
+                outcome=ending.outcome,
                 prompt_tokens=exchange.prompt_tokens,
                 completion_tokens=exchange.completion_tokens,
                 latency_ms=latency_ms,
@@ -195,5 +197,5 @@ class GatewayRuntime:
                 client_request_id=exchange.client_request_id,
             )
         )
-        self.metrics.observe(exchange, latency_ms)
-        self.access_log.write(exchange, latency_ms)
+        self.metrics.observe(exchange, ending, latency_ms)
+        self.access_log.write(exchange, ending, latency_ms)

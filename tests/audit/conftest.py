@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from neuronetz_gateway.audit import AuditRecord, AuditWriter, PromptLogRecord
 from neuronetz_gateway.config import Settings
-from neuronetz_gateway.db.tables import Outcome
+from neuronetz_gateway.outcome import Outcome
 from tests.conftest import make_settings
 from tests.support.factories import KeyFixture, make_key, make_tenant
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from neuronetz_gateway.audit import AuditWriter, PromptLogRecord
-from neuronetz_gateway.db.tables import Outcome
+from neuronetz_gateway.outcome import Outcome
 from tests.audit.conftest import (
     audit_rows,
     count_by_request_id,

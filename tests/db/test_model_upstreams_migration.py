@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from neuronetz_gateway.db import migrate
-from tests.support.databases import drop_database, fresh_database_url
+from tests.support.databases import drop_database, fresh_database_url, run_sql
 
 BEFORE = "0003_models_modified_at"
 
@@ -23,24 +19,11 @@ def scratch_url() -> Iterator[str]:
     drop_database(url)
 
 
-def run(url: str, statement: str, **params: Any) -> list[tuple[Any, ...]]:
-    async def go() -> list[tuple[Any, ...]]:
-        engine = create_async_engine(url)
-        try:
-            async with engine.begin() as connection:
-                result = await connection.execute(sa.text(statement), params)
-                return [tuple(row) for row in result] if result.returns_rows else []
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
-
-
 def test_upgrade_carries_each_available_models_server_over_and_downgrade_drops_it(
     scratch_url: str,
 ) -> None:
     migrate.upgrade(scratch_url, BEFORE)
-    run(
+    run_sql(
         scratch_url,
         "INSERT INTO models (name, available, upstream) VALUES"
         " ('on-a:1b', true, 'http://a:11434'),"
@@ -50,15 +33,15 @@ def test_upgrade_carries_each_available_models_server_over_and_downgrade_drops_i
 
     migrate.upgrade(scratch_url)
 
-    assert run(scratch_url, "SELECT model_name, upstream FROM model_upstreams") == [
+    assert run_sql(scratch_url, "SELECT model_name, upstream FROM model_upstreams") == [
         ("on-a:1b", "http://a:11434")
     ]
 
     migrate.downgrade(scratch_url, BEFORE)
 
     assert migrate.current_revision(scratch_url) == BEFORE
-    assert run(scratch_url, "SELECT to_regclass('model_upstreams') IS NULL") == [(True,)]
-    assert run(scratch_url, "SELECT name, upstream FROM models ORDER BY name") == [
+    assert run_sql(scratch_url, "SELECT to_regclass('model_upstreams') IS NULL") == [(True,)]
+    assert run_sql(scratch_url, "SELECT name, upstream FROM models ORDER BY name") == [
         ("anywhere:1b", None),
         ("gone:1b", "http://a:11434"),
         ("on-a:1b", "http://a:11434"),

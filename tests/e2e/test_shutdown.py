@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from neuronetz_gateway.cut_short import MESSAGE
+from neuronetz_gateway.errors import shutting_down
 from neuronetz_gateway.limits.keys import Periods, subject_keys
 from tests.doubles.ollama import OllamaDouble
 from tests.e2e.conftest import allow_all_models
@@ -35,6 +35,7 @@ SHORT = "qwen2.5:0.5b"  # streams of ~0.8 s: finish within the grace period
 LONG = "llama3.1:8b"  # streams of ~50 s: cut short when the grace period ends
 SLOW = "nomic-embed-text:latest"  # embeddings answered after 30 s: cut before any byte
 GRACE_SECONDS = 2
+MESSAGE = shutting_down().message
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.observability.access_log import AccessLog, loggable_route
+from neuronetz_gateway.outcome import Ending, Outcome
 from neuronetz_gateway.policy import routes
 from tests.observability.test_request_metrics import exchange
 
 
 def test_json_line_has_every_field(capfd: pytest.CaptureFixture[str]) -> None:
-    served = exchange(routes.CHAT, 200, Outcome.OK, tenant="acme", upstream_ms=3.14159)
-    AccessLog("INFO", "json").write(served, 12.3456)
+    served = exchange(routes.CHAT, tenant="acme", upstream_ms=3.14159)
+    AccessLog("INFO", "json").write(served, Ending(Outcome.OK, 200), 12.3456)
     [line] = capfd.readouterr().out.splitlines()
     entry = json.loads(line)
     assert entry["event"] == "request"
@@ -30,7 +30,7 @@ def test_json_line_has_every_field(capfd: pytest.CaptureFixture[str]) -> None:
 
 
 def test_below_the_log_level_nothing_is_written(capfd: pytest.CaptureFixture[str]) -> None:
-    AccessLog("WARNING", "json").write(exchange(routes.CHAT, 200, Outcome.OK), 1.0)
+    AccessLog("WARNING", "json").write(exchange(routes.CHAT), Ending(Outcome.OK, 200), 1.0)
     assert capfd.readouterr().out == ""
 
 
@@ -43,6 +43,6 @@ def test_below_the_log_level_nothing_is_written(capfd: pytest.CaptureFixture[str
     ],
 )
 def test_key_like_text_is_cut_from_paths(path: str, logged: str) -> None:
-    refused = exchange(None, 404, Outcome.NOT_FOUND)
+    refused = exchange(None)
     refused.audit_route = path
     assert loggable_route(refused) == logged

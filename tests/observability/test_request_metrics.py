@@ -9,17 +9,15 @@ from structlog.testing import capture_logs
 
 from neuronetz_gateway.auth.principal import Principal
 from neuronetz_gateway.context import Exchange
-from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.errors import Surface
 from neuronetz_gateway.observability.request_metrics import RequestMetrics
+from neuronetz_gateway.outcome import Ending, Outcome
 from neuronetz_gateway.policy import routes
 from neuronetz_gateway.policy.routes import Route
 
 
 def exchange(
     route: Route | None,
-    status: int,
-    outcome: Outcome,
     *,
     tenant: str | None = None,
     marked: bool = False,
@@ -47,7 +45,6 @@ def exchange(
             tenant_metrics=marked,
         )
         done.model = "llama3.1:8b"
-    done.status, done.outcome = status, outcome
     done.upstream_ms, done.upstream = upstream_ms, "ollama:11434" if upstream_ms else None
     done.first_byte_ms = 1.0
     done.prompt_tokens, done.completion_tokens = tokens
@@ -70,8 +67,8 @@ def test_a_served_request_counts_everywhere() -> None:
     prompt = value("neuronetz_tokens_total", direction="prompt", **model)
     completion = value("neuronetz_tokens_total", direction="completion", **model)
     for _ in range(2):
-        served = exchange(routes.CHAT, 200, Outcome.OK, tenant=tenant, upstream_ms=3, tokens=(4, 6))
-        metrics.observe(served, 5.0)
+        served = exchange(routes.CHAT, tenant=tenant, upstream_ms=3, tokens=(4, 6))
+        metrics.observe(served, Ending(Outcome.OK, 200), 5.0)
     assert value("neuronetz_requests_total", **labels) == before + 2
     assert value("neuronetz_request_duration_seconds_count", route="/api/chat") == timed + 2
     assert value("neuronetz_upstream_duration_seconds_count", **upstream) == upstream_before + 2
@@ -85,9 +82,10 @@ def test_refusals_are_the_gateways_own() -> None:
     metrics = RequestMetrics(max_tenants=0)
     denied = value("neuronetz_refusals_total", reason="auth_failed")
     client_errors = value("neuronetz_refusals_total", reason="client_error")
-    metrics.observe(exchange(routes.CHAT, 401, Outcome.AUTH_FAILED), 1.0)
+    metrics.observe(exchange(routes.CHAT), Ending(Outcome.AUTH_FAILED, 401), 1.0)
     # An upstream 400 passed on is the upstream's answer, not a refusal of the gateway.
-    metrics.observe(exchange(routes.CHAT, 400, Outcome.CLIENT_ERROR, tenant="t", upstream_ms=1), 1)
+    passed_on = exchange(routes.CHAT, tenant="t", upstream_ms=1)
+    metrics.observe(passed_on, Ending(Outcome.CLIENT_ERROR, 400), 1)
     assert value("neuronetz_refusals_total", reason="auth_failed") == denied + 1
     assert value("neuronetz_refusals_total", reason="client_error") == client_errors
 
@@ -96,7 +94,7 @@ def test_paths_outside_the_allowlist_share_one_label() -> None:
     metrics = RequestMetrics(max_tenants=0)
     labels = {"route": "other", "status": "403", "outcome": "forbidden"}
     before = value("neuronetz_requests_total", **labels)
-    metrics.observe(exchange(None, 403, Outcome.FORBIDDEN), 0.1)
+    metrics.observe(exchange(None), Ending(Outcome.FORBIDDEN, 403), 0.1)
     assert value("neuronetz_requests_total", **labels) == before + 1
     assert value("neuronetz_requests_total", **{**labels, "route": "/api/pull"}) == 0
 
@@ -114,9 +112,10 @@ def test_added_latency_is_the_time_outside_the_upstream_exchange() -> None:
     metrics = RequestMetrics(max_tenants=0)
     count = value("neuronetz_added_latency_seconds_count", route="/api/embed")
     total = value("neuronetz_added_latency_seconds_sum", route="/api/embed")
-    metrics.observe(exchange(routes.EMBED, 200, Outcome.OK, tenant="t", upstream_ms=30.0), 32.5)
+    served = exchange(routes.EMBED, tenant="t", upstream_ms=30.0)
+    metrics.observe(served, Ending(Outcome.OK, 200), 32.5)
     # A refusal never reached an upstream: its time is no added latency.
-    metrics.observe(exchange(routes.EMBED, 401, Outcome.AUTH_FAILED), 4.0)
+    metrics.observe(exchange(routes.EMBED), Ending(Outcome.AUTH_FAILED, 401), 4.0)
     assert value("neuronetz_added_latency_seconds_count", route="/api/embed") == count + 1
     added = value("neuronetz_added_latency_seconds_sum", route="/api/embed") - total
     assert abs(added - 0.0025) < 1e-9
@@ -130,9 +129,10 @@ def test_marked_tenants_are_counted_by_name() -> None:
         (Outcome.OK, (1, 2)),
         (Outcome.CANCELLED, (3, 0)),
     ):
-        done = exchange(routes.CHAT, 200, outcome, tenant=tenant, marked=True, tokens=tokens)
-        metrics.observe(done, 5.0)
-    metrics.observe(exchange(routes.CHAT, 429, Outcome.RATE_LIMITED, tenant=tenant, marked=True), 1)
+        done = exchange(routes.CHAT, tenant=tenant, marked=True, tokens=tokens)
+        metrics.observe(done, Ending(outcome, 200), 5.0)
+    refused = exchange(routes.CHAT, tenant=tenant, marked=True)
+    metrics.observe(refused, Ending(Outcome.RATE_LIMITED, 429), 1)
 
     requests = "neuronetz_tenant_requests_total"
     assert value(requests, tenant=tenant, outcome="ok") == 2
@@ -148,8 +148,8 @@ def test_marked_tenants_beyond_the_cap_get_no_series() -> None:
     with capture_logs() as logs:
         for _ in range(2):
             for tenant in tenants:
-                done = exchange(routes.CHAT, 200, Outcome.OK, tenant=tenant, marked=True)
-                metrics.observe(done, 1.0)
+                done = exchange(routes.CHAT, tenant=tenant, marked=True)
+                metrics.observe(done, Ending(Outcome.OK, 200), 1.0)
     counted = [value("neuronetz_tenant_requests_total", tenant=t, outcome="ok") for t in tenants]
     assert counted == [2, 2, 0]
     warnings = [entry for entry in logs if entry["event"] == "tenant_metrics_cap_reached"]

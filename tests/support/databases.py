@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from typing import Any
 
 import asyncpg
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from neuronetz_gateway.db import migrate
+from neuronetz_gateway.db.engine import create_engine
 
 ADMIN_DATABASE_URL = os.environ.get(
     "NZ_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -46,3 +49,18 @@ async def _drop(url: str) -> None:
 def drop_database(url: str) -> None:
     """Drop the database named in `url`, disconnecting whoever still uses it."""
     asyncio.run(_drop(url))
+
+
+def run_sql(url: str, statement: str, **params: Any) -> list[tuple[Any, ...]]:
+    """Run one statement in its own transaction (Postgres or SQLite); its rows, if any."""
+
+    async def go() -> list[tuple[Any, ...]]:
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as connection:
+                result = await connection.execute(sa.text(statement), params)
+                return [tuple(row) for row in result] if result.returns_rows else []
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from neuronetz_gateway.config import Settings
-from neuronetz_gateway.db.tables import Outcome
+from neuronetz_gateway.outcome import Outcome
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,8 +42,9 @@ from neuronetz_gateway.auth.single_flight import SingleFlight
 from neuronetz_gateway.auth.throttle import FailureBudget
 from neuronetz_gateway.auth.verified import VerifiedKey, VerifiedKeys
 from neuronetz_gateway.auth.verifier import KeyVerifier, VerifierSaturated
-from neuronetz_gateway.db.tables import Outcome, TenantStatus
+from neuronetz_gateway.db.tables import TenantStatus
 from neuronetz_gateway.errors import GatewayError, unauthorized, unavailable
+from neuronetz_gateway.outcome import Outcome
 
 log = structlog.get_logger(__name__)
 

@@ -10,8 +10,8 @@ authenticator). An `Authorization` header of another scheme is not a key: next t
 
 from __future__ import annotations
 
-from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.errors import GatewayError, unauthorized
+from neuronetz_gateway.outcome import Outcome
 
 AUTHORIZATION = b"authorization"
 API_KEY = b"x-api-key"

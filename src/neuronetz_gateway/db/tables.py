@@ -16,6 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from neuronetz_gateway.outcome import Outcome
+
 TENANT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 
 
@@ -27,21 +29,6 @@ class TenantStatus(enum.StrEnum):
 class KeyStatus(enum.StrEnum):
     ACTIVE = "active"
     REVOKED = "revoked"
-
-
-class Outcome(enum.StrEnum):
-    """`request_outcome` (docs/REFERENCE.md §3.1): how a request ended, as audited."""
-
-    OK = "ok"
-    CLIENT_ERROR = "client_error"
-    AUTH_FAILED = "auth_failed"
-    FORBIDDEN = "forbidden"
-    NOT_FOUND = "not_found"
-    RATE_LIMITED = "rate_limited"
-    BUDGET_EXCEEDED = "budget_exceeded"
-    UPSTREAM_ERROR = "upstream_error"
-    CANCELLED = "cancelled"
-    UNAVAILABLE = "unavailable"
 
 
 def _enum(enum_class: type[enum.StrEnum], name: str) -> sa.Enum:

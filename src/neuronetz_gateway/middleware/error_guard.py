@@ -10,7 +10,7 @@ from __future__ import annotations
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from neuronetz_gateway.errors import error_body, surface_of_path
+from neuronetz_gateway.errors import internal_error, render, surface_of_path
 from neuronetz_gateway.middleware.request_id import request_id_of
 
 log = structlog.get_logger("neuronetz_gateway.errors")
@@ -18,8 +18,7 @@ log = structlog.get_logger("neuronetz_gateway.errors")
 
 def internal_error_body(scope: Scope) -> bytes:
     """The generic 500 body in the shape of the request's surface."""
-    message = f"internal error (request id {request_id_of(scope)})"
-    return error_body(surface_of_path(scope.get("path", "")), 500, message, code="internal_error")
+    return render(internal_error(request_id_of(scope)), surface_of_path(scope.get("path", "")))
 
 
 class ErrorGuardMiddleware:

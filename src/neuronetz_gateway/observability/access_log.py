@@ -27,6 +27,7 @@ import orjson
 import structlog
 
 from neuronetz_gateway.context import Exchange
+from neuronetz_gateway.outcome import Ending
 
 LOGGER_NAME = "neuronetz_gateway.access"
 EVENT = "request"
@@ -70,8 +71,8 @@ class AccessLog:
         else:  # console mode, or stdout replaced by a text-only object (test runners)
             self._log = structlog.get_logger(LOGGER_NAME)
 
-    def write(self, exchange: Exchange, latency_ms: float) -> None:
-        """Log the finished `exchange`."""
+    def write(self, exchange: Exchange, ending: Ending, latency_ms: float) -> None:
+        """Log the finished `exchange`, which ended as `ending`."""
         if not self._enabled:
             return
         principal = exchange.principal
@@ -83,8 +84,8 @@ class AccessLog:
             client_request_id=exchange.client_request_id,
             method=exchange.method,
             route=loggable_route(exchange),
-            status=exchange.status,
-            outcome=exchange.outcome.value,
+            status=ending.status,
+            outcome=ending.outcome.value,
             tenant=principal.tenant_name if principal is not None else None,
             key_prefix=principal.key_prefix if principal is not None else None,
             model=exchange.model,

@@ -13,9 +13,9 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 from neuronetz_gateway.context import Exchange
-from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.observability import metrics
 from neuronetz_gateway.observability.tenant_metrics import TenantMetrics
+from neuronetz_gateway.outcome import Ending, Outcome
 
 # Every path outside the allowlist (404s, 403s for blocked endpoints) shares one label,
 # so a scanner cannot grow the label space.
@@ -63,10 +63,11 @@ class RequestMetrics:
         """A request left the pipeline (after `observe`)."""
         self._in_flight.dec()
 
-    def observe(self, exchange: Exchange, latency_ms: float) -> None:
-        """Count the finished `exchange`: requests, timings, tokens and refusals."""
+    def observe(self, exchange: Exchange, ending: Ending, latency_ms: float) -> None:
+        """Count the finished `exchange`, which ended as `ending`: requests, timings,
+        tokens and refusals."""
         route = route_label(exchange)
-        status, outcome = exchange.status, exchange.outcome
+        outcome, status = ending
         counter = self._requests.get((route, status, outcome))
         if counter is None:
             counter = metrics.REQUESTS.labels(route, str(status), outcome.value)
@@ -98,7 +99,7 @@ class RequestMetrics:
             refusals.inc()
         principal = exchange.principal
         if principal is not None and principal.tenant_metrics:
-            self._tenants.count(principal.tenant_name, exchange)
+            self._tenants.count(principal.tenant_name, exchange, outcome)
 
     def _observe_upstream(self, route: str, upstream: str | None, elapsed_ms: float) -> None:
         key = (route, upstream or NO_LABEL)

@@ -15,8 +15,8 @@ import structlog
 from prometheus_client import Counter
 
 from neuronetz_gateway.context import Exchange
-from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.observability import metrics
+from neuronetz_gateway.outcome import Outcome
 
 log = structlog.get_logger(__name__)
 
@@ -30,11 +30,11 @@ class _TenantSeries:
     completion: Counter
     requests: dict[Outcome, Counter] = field(default_factory=dict)
 
-    def count(self, exchange: Exchange) -> None:
-        requests = self.requests.get(exchange.outcome)
+    def count(self, exchange: Exchange, outcome: Outcome) -> None:
+        requests = self.requests.get(outcome)
         if requests is None:
-            requests = metrics.TENANT_REQUESTS.labels(self.name, exchange.outcome.value)
-            self.requests[exchange.outcome] = requests
+            requests = metrics.TENANT_REQUESTS.labels(self.name, outcome.value)
+            self.requests[outcome] = requests
         requests.inc()
         if exchange.prompt_tokens > 0:
             self.prompt.inc(exchange.prompt_tokens)
@@ -51,14 +51,15 @@ class TenantMetrics:
         self._tenants: dict[str, _TenantSeries | None] = {}
         self._exported = 0
 
-    def count(self, tenant: str, exchange: Exchange) -> None:
-        """Count `exchange`, a finished request of the marked tenant called `tenant`."""
+    def count(self, tenant: str, exchange: Exchange, outcome: Outcome) -> None:
+        """Count `exchange`, a finished request of the marked tenant called `tenant`
+        that ended as `outcome`."""
         if tenant in self._tenants:
             series = self._tenants[tenant]
         else:
             series = self._tenants[tenant] = self._admit(tenant)
         if series is not None:
-            series.count(exchange)
+            series.count(exchange, outcome)
 
     def _admit(self, tenant: str) -> _TenantSeries | None:
         if self._exported >= self._max_tenants:

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 
 from neuronetz_gateway.context import Exchange
-from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.errors import GatewayError, bad_request
+from neuronetz_gateway.outcome import Outcome
 
 DRAIN_SECONDS = 2.0
 

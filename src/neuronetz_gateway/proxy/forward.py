@@ -1,10 +1,10 @@
 """Forwarding one request upstream and relaying the answer (docs/REFERENCE.md §4.7).
 
-`forward` sends the request to a server that has the model (`UpstreamPool.pick`). When
-no answer came back at all (the connection was refused, not made within the connect
-timeout, or dropped before the status line) nothing has been relayed, so it is tried
-once more on another server that has the model. A request whose answer has begun is
-never retried.
+`Forwarder.forward` sends an `UpstreamRequest` to a server that has the model
+(`UpstreamPool.pick`). When no answer came back at all (the connection was refused, not
+made within the connect timeout, or dropped before the status line) nothing has been
+relayed, so it is tried once more on another server that has the model. A request
+whose answer has begun is never retried.
 
 Errors before the response starts become `GatewayError`s: an upstream 4xx keeps its
 status with a sanitised message (404 becomes the gateway's own "model not found"),
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -24,8 +25,9 @@ import orjson
 import structlog
 
 from neuronetz_gateway.context import Exchange
-from neuronetz_gateway.db.tables import Outcome
-from neuronetz_gateway.errors import GatewayError, model_not_found
+from neuronetz_gateway.errors import GatewayError, Surface, model_not_found
+from neuronetz_gateway.outcome import Outcome
+from neuronetz_gateway.policy.routes import Route
 from neuronetz_gateway.proxy.headers import upstream_headers
 from neuronetz_gateway.proxy.observer import StreamObserver
 from neuronetz_gateway.proxy.relay import relay_stream, relay_whole
@@ -76,109 +78,114 @@ class NoAnswer(Exception):
         self.kind = kind
 
 
-async def forward(
-    exchange: Exchange,
-    session: aiohttp.ClientSession,
-    pool: UpstreamPool,
-    *,
-    method: str,
-    path: str,
-    body: bytes | None,
-    observer: StreamObserver,
-    model: str | None = None,
-    holders: Collection[str] = (),
-) -> None:
-    """Send the request to a server among `holders` (base URLs of the servers that have
-    `model`; empty: any server) and relay its answer to the client."""
-    tried: list[Upstream] = []
-    for _ in range(MAX_ATTEMPTS):
-        upstream = pool.pick(holders, exclude=tried)
-        if upstream is None:
-            break
-        tried.append(upstream)
-        try:
-            await _attempt(exchange, session, pool, upstream, method, path, body, observer, model)
-        except NoAnswer as failure:
-            log.info(
-                "upstream_no_answer",
-                upstream=upstream.label,
-                reason=failure.kind,
-                attempt=len(tried),
-            )
-            continue
-        return
-    if not tried:
-        raise no_upstream(model, pool.retry_after(holders))
-    raise upstream_failed(502, "upstream unavailable")
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """What goes upstream: the route's fixed path with the client's method, the body
+    to send, and the model with the servers that have it (none: any server)."""
+
+    route: Route
+    method: str
+    body: bytes | None = None
+    model: str | None = None
+    holders: Collection[str] = ()
 
 
-async def _attempt(
-    exchange: Exchange,
-    session: aiohttp.ClientSession,
-    pool: UpstreamPool,
-    upstream: Upstream,
-    method: str,
-    path: str,
-    body: bytes | None,
-    observer: StreamObserver,
-    model: str | None,
-) -> None:
-    """One exchange with `upstream`; `NoAnswer` when it sent nothing back."""
-    headers = upstream_headers(exchange.request_id, exchange.client_ip, has_body=body is not None)
-    started = time.perf_counter()
-    exchange.upstream = upstream.label
-    pool.begin(upstream)
-    try:
-        response = await _send(session, pool, upstream, method, path, body, headers)
-        async with response:
+class Forwarder:
+    """Forwards requests over the process's pooled session to the servers of `pool`."""
+
+    def __init__(self, session: aiohttp.ClientSession, pool: UpstreamPool) -> None:
+        self._session = session
+        self._pool = pool
+
+    async def forward(
+        self, exchange: Exchange, request: UpstreamRequest, observer: StreamObserver
+    ) -> None:
+        """Send `request` to a server among its holders and relay the answer."""
+        pool = self._pool
+        tried: list[Upstream] = []
+        for _ in range(MAX_ATTEMPTS):
+            upstream = pool.pick(request.holders, exclude=tried)
+            if upstream is None:
+                break
+            tried.append(upstream)
             try:
-                await _relay(exchange, response, observer, model)
-            except BaseException as error:
-                # Closing (not releasing) the connection is what stops Ollama's generation.
-                response.close()
-                if isinstance(error, GatewayError) and _is_server_fault(response.status):
-                    pool.failed(upstream, STATUS)
-                raise
-        if observer.error:
-            pool.failed(upstream, STREAM)
-    except TimeoutError:
-        pool.failed(upstream, TIMEOUT)
-        if exchange.response_started:
-            raise
-        raise upstream_failed(504, "upstream timed out") from None
-    except (aiohttp.ClientError, ValueError):
-        pool.failed(upstream, STREAM)
-        if exchange.response_started:
-            raise
-        raise upstream_failed(502, "upstream unavailable") from None
-    finally:
-        pool.end(upstream)
-        exchange.upstream_ms = (time.perf_counter() - started) * 1000.0
+                await self._attempt(exchange, upstream, request, observer)
+            except NoAnswer as failure:
+                log.info(
+                    "upstream_no_answer",
+                    upstream=upstream.label,
+                    reason=failure.kind,
+                    attempt=len(tried),
+                )
+                continue
+            return
+        if not tried:
+            raise no_upstream(request.model, pool.retry_after(request.holders))
+        raise upstream_failed(502, "upstream unavailable")
 
-
-async def _send(
-    session: aiohttp.ClientSession,
-    pool: UpstreamPool,
-    upstream: Upstream,
-    method: str,
-    path: str,
-    body: bytes | None,
-    headers: dict[str, str],
-) -> aiohttp.ClientResponse:
-    """The upstream's response, its status line and headers read."""
-    try:
-        return await session.request(
-            method, upstream.url(path), data=body, headers=headers, allow_redirects=False
+    async def _attempt(
+        self,
+        exchange: Exchange,
+        upstream: Upstream,
+        request: UpstreamRequest,
+        observer: StreamObserver,
+    ) -> None:
+        """One exchange with `upstream`; `NoAnswer` when it sent nothing back."""
+        pool = self._pool
+        headers = upstream_headers(
+            exchange.request_id, exchange.client_ip, has_body=request.body is not None
         )
-    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
-        pool.failed(upstream, CONNECT)
-        raise NoAnswer(CONNECT) from None
-    except TimeoutError:
-        raise  # connected and sent, but no answer within the read timeout: not retried
-    except aiohttp.ClientConnectionError:
-        # Dropped before the status line (a server going down mid-request).
-        pool.failed(upstream, STREAM)
-        raise NoAnswer(STREAM) from None
+        started = time.perf_counter()
+        exchange.upstream = upstream.label
+        pool.begin(upstream)
+        try:
+            response = await self._send(upstream, request, headers)
+            async with response:
+                try:
+                    await _relay(exchange, response, request, observer)
+                except BaseException as error:
+                    # Closing (not releasing) the connection is what stops Ollama's generation.
+                    response.close()
+                    if isinstance(error, GatewayError) and _is_server_fault(response.status):
+                        pool.failed(upstream, STATUS)
+                    raise
+            if observer.error:
+                pool.failed(upstream, STREAM)
+        except TimeoutError:
+            pool.failed(upstream, TIMEOUT)
+            if exchange.response_started:
+                raise
+            raise upstream_failed(504, "upstream timed out") from None
+        except (aiohttp.ClientError, ValueError):
+            pool.failed(upstream, STREAM)
+            if exchange.response_started:
+                raise
+            raise upstream_failed(502, "upstream unavailable") from None
+        finally:
+            pool.end(upstream)
+            exchange.upstream_ms = (time.perf_counter() - started) * 1000.0
+
+    async def _send(
+        self, upstream: Upstream, request: UpstreamRequest, headers: dict[str, str]
+    ) -> aiohttp.ClientResponse:
+        """The upstream's response, its status line and headers read."""
+        try:
+            return await self._session.request(
+                request.method,
+                upstream.url(request.route.upstream_path),
+                data=request.body,
+                headers=headers,
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
+            self._pool.failed(upstream, CONNECT)
+            raise NoAnswer(CONNECT) from None
+        except TimeoutError:
+            raise  # connected and sent, but no answer within the read timeout: not retried
+        except aiohttp.ClientConnectionError:
+            # Dropped before the status line (a server going down mid-request).
+            self._pool.failed(upstream, STREAM)
+            raise NoAnswer(STREAM) from None
 
 
 def _is_server_fault(status: int) -> bool:
@@ -190,11 +197,11 @@ def _is_server_fault(status: int) -> bool:
 async def _relay(
     exchange: Exchange,
     response: aiohttp.ClientResponse,
+    request: UpstreamRequest,
     observer: StreamObserver,
-    model: str | None,
 ) -> None:
     if response.status >= 300:
-        raise await _error_from(response, model)
+        raise await _error_from(response, request.model)
     if response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):
         # Asked for identity: a compressed answer could be neither counted nor relayed.
         raise upstream_failed()
@@ -211,7 +218,7 @@ async def _relay(
             content,
             content_type.encode("latin-1"),
             observer,
-            openai=exchange.route is not None and exchange.route.name.startswith("/v1/"),
+            openai=request.route.surface is Surface.OPENAI,
         )
 
 

@@ -13,15 +13,17 @@ import orjson
 
 from neuronetz_gateway import respond
 from neuronetz_gateway.context import Exchange
-from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.errors import GatewayError
-from neuronetz_gateway.proxy import surfaces
+from neuronetz_gateway.outcome import Outcome
 from neuronetz_gateway.proxy.observer import StreamObserver
 
 NDJSON = b"application/x-ndjson"
 EVENT_STREAM = b"text/event-stream"
 STREAM_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+# Told in-band when the upstream broke off mid-stream.
 LOST = GatewayError(502, "upstream connection lost", Outcome.UPSTREAM_ERROR, code="upstream_error")
+# Recorded when the upstream itself reported an error in-band (relayed sanitised).
+REPORTED = GatewayError(502, "upstream error", Outcome.UPSTREAM_ERROR, code="upstream_error")
 
 
 async def relay_stream(
@@ -49,27 +51,24 @@ async def relay_stream(
             if out:
                 await respond.body(exchange, out, more=True)
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
-        await _end_with_error(exchange, observer)
+        await _lost(exchange, observer)
         return
     if pending.strip():
         out = feed(pending + separator)
         if out:
             await respond.body(exchange, out, more=True)
     if not observer.ended:  # cut off before its API's last event: the client is told
-        await _end_with_error(exchange, observer)
+        await _lost(exchange, observer)
         return
     if observer.error:
-        exchange.outcome = Outcome.UPSTREAM_ERROR
+        exchange.error = REPORTED
     await respond.body(exchange, b"", more=False)
 
 
-async def _end_with_error(exchange: Exchange, observer: StreamObserver) -> None:
+async def _lost(exchange: Exchange, observer: StreamObserver) -> None:
     """The upstream broke off mid-stream: tell the client in-band, then end the stream."""
-    exchange.outcome = Outcome.UPSTREAM_ERROR
     observer.error = True
-    frame = surfaces.in_band(exchange.route, exchange.surface, LOST, exchange.request_id)
-    await respond.body(exchange, frame, more=True)
-    await respond.body(exchange, b"", more=False)
+    await respond.fail(exchange, LOST)
 
 
 async def relay_whole(

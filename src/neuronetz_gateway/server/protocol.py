@@ -49,10 +49,10 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.server import ServerState
 
-from neuronetz_gateway.db.tables import Outcome
 from neuronetz_gateway.errors import GatewayError, error_body, surface_of_path
 from neuronetz_gateway.ids import random_hex
 from neuronetz_gateway.observability import metrics
+from neuronetz_gateway.outcome import Outcome
 from neuronetz_gateway.server.limits import TransportLimits
 
 log = structlog.get_logger(__name__)
