@@ -24,11 +24,11 @@ STAGES = (
     ("  authenticate", "Authenticator.authenticate"),
     ("  read and parse the body", "Pipeline._read_request"),
     ("  admission (limiter, Redis)", "ScriptLimiter.admit"),
-    ("  forward and relay (aiohttp)", "forward"),
+    ("  forward and relay (aiohttp)", "Forwarder.forward"),
     ("  audit record, metrics, access log", "GatewayRuntime.record"),
     ("settlement (limiter, Redis)", "ScriptLimiter.settle"),
     ("Redis client (writes and replies)", "RespClient.execute_packed"),
-    ("audit writer (Postgres)", "AuditWriter._run"),
+    ("audit writer (Postgres)", "AuditWriter.run"),
     ("disconnect watcher", "Pipeline._watch"),
 )
 

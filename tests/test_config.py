@@ -79,6 +79,22 @@ def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
+    ("variable", "value", "field", "expected"),
+    [
+        ("LOG_LEVEL", "warning", "log_level", "WARNING"),
+        ("LOG_LEVEL", " Debug ", "log_level", "DEBUG"),
+        ("LOG_FORMAT", "JSON", "log_format", "json"),
+        ("LOG_FORMAT", "Console", "log_format", "console"),
+    ],
+)
+def test_settings_with_fixed_values_take_any_case(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    assert getattr(load_settings(_env_file=None), field) == expected
+
+
+@pytest.mark.parametrize(
     ("variable", "value"),
     [
         ("GATEWAY_PORT", "eighty"),
@@ -91,6 +107,7 @@ def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
         ("REDIS_URL", "memcached://x"),
         ("MAX_REQUEST_BODY_BYTES", "-1"),
         ("MODEL_DISCOVERY_ENABLED", "maybe"),
+        ("LOG_LEVEL", "verbose"),
     ],
 )
 def test_invalid_value_names_the_variable(

@@ -1,14 +1,15 @@
 """The application factory: a FastAPI app wrapped in the gateway's pure-ASGI middleware.
 
 `create_app(settings)` builds the app; its lifespan opens the process's resources
-(Postgres engine, Redis client, upstream session) and closes them on shutdown.
+(Postgres engine, Redis client, upstream session) and runtime on an `AsyncExitStack`,
+and closes them, in reverse order, on shutdown or when opening fails half-way.
 """
 
 from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
 from fastapi import FastAPI, Request
@@ -108,14 +109,29 @@ def create_app(settings: Settings) -> GatewayApp:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            await _open(stack, app.state)
+            yield
+        log.info("gateway_stopped")
+
+    async def _open(stack: AsyncExitStack, state: State) -> None:
+        """Open everything one process serves with, each close pushed on `stack` as soon
+        as its thing is open: a failure half-way closes exactly what was opened, in
+        reverse order, and so does shutdown."""
         multiprocess.reap_dead_workers(settings)
+        stack.callback(multiprocess.retire_this_worker, settings)
         resources = await open_resources(settings)
+        stack.push_async_callback(resources.aclose)
+        state.resources = resources
+        state.readiness = Readiness(resources)
         runtime = GatewayRuntime(settings, resources)
-        app.state.resources = resources
-        app.state.readiness = Readiness(resources)
-        app.state.metrics_sampler = runtime.sampler
+        state.metrics_sampler = runtime.sampler
         await runtime.start()
+        stack.push_async_callback(runtime.aclose)
+        # At shutdown: no new requests into the pipeline, then the ones in it finish.
+        stack.push_async_callback(runtime.drain)
         holder.runtime, holder.pipeline = runtime, Pipeline(runtime)
+        stack.callback(holder.clear)
         freeze_startup_heap()
         log.info(
             "gateway_started", upstreams=len(settings.upstream_urls), **backends.describe(settings)
@@ -132,15 +148,6 @@ def create_app(settings: Settings) -> GatewayApp:
                 detail="/metrics answers loopback clients only; set METRICS_TOKEN to scrape "
                 "it from elsewhere",
             )
-        try:
-            yield
-        finally:
-            holder.runtime = holder.pipeline = None
-            await runtime.drain()
-            await runtime.aclose()
-            await resources.aclose()
-            multiprocess.retire_this_worker(settings)
-            log.info("gateway_stopped")
 
     holder = RuntimeHolder(trusted_proxies=list(settings.trusted_proxy_ips))
     app = FastAPI(

@@ -9,21 +9,14 @@ replica (docs/STANDALONE.md).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from neuronetz_gateway.background import BackgroundTask
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.notify import ChangeHandlers, ChangeListener
 from neuronetz_gateway.db.poll import SqlitePoller
 from neuronetz_gateway.limits import Limiter, MemoryLimiter, RedisLimiter, RespClient, UsageSource
-
-
-class ChangeFeed(Protocol):
-    """Delivers configuration changes other processes make (docs/REFERENCE.md §3.3)."""
-
-    async def start(self) -> None: ...
-    async def aclose(self) -> None: ...
 
 
 def describe(settings: Settings) -> dict[str, str]:
@@ -52,8 +45,9 @@ def create_change_feed(
     handlers: ChangeHandlers,
     *,
     on_models_changed: Callable[[], Awaitable[None]],
-) -> ChangeFeed:
-    """LISTEN on Postgres; on SQLite, a poller (models have no trigger on Postgres, and
+) -> BackgroundTask:
+    """What delivers configuration changes other processes make (docs/REFERENCE.md §3.3):
+    LISTEN on Postgres; on SQLite, a poller (models have no trigger on Postgres, and
     the catalog reloads every discovery interval there; the poller sees them for free)."""
     if settings.uses_sqlite:
         return SqlitePoller(engine, handlers, on_models_changed=on_models_changed)

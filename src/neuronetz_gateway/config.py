@@ -10,9 +10,9 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args, get_origin
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -129,6 +129,22 @@ class Settings(BaseSettings):
     metrics_max_tenants: int = Field(default=50, ge=0)
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
     data_dir: Path = Field(default_factory=_default_data_dir)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _choice_in_any_case(cls, value: object, info: ValidationInfo) -> object:
+        """A setting with a fixed set of values (a `Literal`) takes them in any case:
+        `LOG_LEVEL=warning` is `WARNING`."""
+        if not isinstance(value, str) or info.field_name is None:
+            return value
+        annotation = cls.model_fields[info.field_name].annotation
+        if get_origin(annotation) is not Literal:
+            return value
+        wanted = value.strip().casefold()
+        for choice in get_args(annotation):
+            if isinstance(choice, str) and choice.casefold() == wanted:
+                return choice
+        return value
 
     @field_validator("gateway_workers", mode="before")
     @classmethod

@@ -49,6 +49,10 @@ class RuntimeHolder:
     runtime: GatewayRuntime | None = None
     pipeline: Pipeline | None = None
 
+    def clear(self) -> None:
+        """The process is stopping: new requests get 503."""
+        self.runtime = self.pipeline = None
+
 
 class GatewayMiddleware:
     def __init__(self, app: ASGIApp, holder: RuntimeHolder) -> None:

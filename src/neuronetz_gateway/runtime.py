@@ -2,11 +2,15 @@
 
 Built by the app's lifespan from `Settings` and `Resources`; started and closed there.
 The pipeline reads every stage from here, so a stage can be read and tested alone.
+Construction opens nothing; `start()` starts the background services in order on an
+`AsyncExitStack`, so a start that fails half-way closes exactly what it had started,
+in reverse order, and `aclose()` closes everything the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from datetime import UTC, date, datetime
 
@@ -19,6 +23,7 @@ from neuronetz_gateway.auth.authenticator import Authenticator
 from neuronetz_gateway.auth.keys import key_hasher
 from neuronetz_gateway.auth.throttle import FailureBudget
 from neuronetz_gateway.auth.verifier import KeyVerifier
+from neuronetz_gateway.background import BackgroundTask
 from neuronetz_gateway.catalog.discovery import DiscoveryTask
 from neuronetz_gateway.catalog.models import Catalog
 from neuronetz_gateway.config import Settings
@@ -89,6 +94,7 @@ class GatewayRuntime:
         self.metrics = RequestMetrics(settings.metrics_max_tenants)
         self.access_log = AccessLog(settings.log_level, settings.log_format)
         self.sampler = MetricsSampler(self.audit, self.authenticator)
+        self._stack = contextlib.AsyncExitStack()
         self._in_flight = 0
         self._drained: asyncio.Event | None = None
         self.listener = backends.create_change_feed(
@@ -102,22 +108,32 @@ class GatewayRuntime:
             on_models_changed=self._reload_catalog,
         )
 
+    @property
+    def services(self) -> tuple[BackgroundTask, ...]:
+        """The background services in start order. They close in reverse order, so the
+        audit writer flushes after every service that could still record."""
+        return (
+            self.sampler,
+            self.audit,
+            self.listener,
+            self.discovery,
+            self.retention,
+            self.prober,
+        )
+
     async def start(self) -> None:
-        await self.sampler.start()
-        await self.audit.start()
-        await self.listener.start()
-        await self.discovery.start()
-        await self.retention.start()
-        await self.prober.start()
+        """Start every service in order (once); if one fails, close those started, in
+        reverse order, and raise."""
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(self.verifier.close)
+            for service in self.services:
+                await service.start()
+                stack.push_async_callback(service.aclose)
+            self._stack = stack.pop_all()
 
     async def aclose(self) -> None:
-        await self.prober.aclose()
-        await self.listener.aclose()
-        await self.discovery.aclose()
-        await self.retention.aclose()
-        await self.audit.aclose()
-        await self.sampler.aclose()
-        self.verifier.close()
+        """Close what `start` started, in reverse order (nothing twice)."""
+        await self._stack.aclose()
 
     # -- requests in the pipeline -------------------------------------------------------
 

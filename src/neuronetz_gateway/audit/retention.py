@@ -17,7 +17,7 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from neuronetz_gateway.background import cancel_and_wait
+from neuronetz_gateway.background import BackgroundTask
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.tables import AuditBatch, AuditLog, Base, PromptLog
 
@@ -115,8 +115,10 @@ async def run_retention(
     )
 
 
-class RetentionTask:
+class RetentionTask(BackgroundTask):
     """Runs `run_retention` at start and then every `interval_seconds` in the background."""
+
+    name = "retention"
 
     def __init__(
         self,
@@ -129,22 +131,13 @@ class RetentionTask:
         self._settings = settings
         self._interval = interval_seconds
         self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="retention")
 
     async def aclose(self, grace_seconds: float = 5.0) -> None:
         """Stop; a purge in progress gets `grace_seconds`, then its batch rolls back."""
         self._stop.set()
-        if self._task is None:
-            return
-        _, still_running = await asyncio.wait({self._task}, timeout=grace_seconds)
-        if still_running:
-            await cancel_and_wait(self._task)
+        await self.stop_task(grace=grace_seconds)
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while not self._stop.is_set():
             try:
                 result = await run_retention(self._engine, self._settings)

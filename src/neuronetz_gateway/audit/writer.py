@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from neuronetz_gateway.audit.batch import Batch, BatchRejected, sqlstate, write_batch
 from neuronetz_gateway.audit.records import AuditRecord
 from neuronetz_gateway.audit.rows import utc
-from neuronetz_gateway.background import cancel_and_wait
+from neuronetz_gateway.background import BackgroundTask
 from neuronetz_gateway.config import Settings
 
 log = structlog.get_logger(__name__)
@@ -40,8 +40,10 @@ SHUTDOWN_TIMEOUT_SECONDS = 10.0
 HARD_LIMIT_FACTOR = 2
 
 
-class AuditWriter:
+class AuditWriter(BackgroundTask):
     """Batched, exactly-once writer of `audit_log`, `usage_daily` and `prompt_logs` rows."""
+
+    name = "audit-writer"
 
     def __init__(
         self,
@@ -69,7 +71,6 @@ class AuditWriter:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
         self._reported_full = False
         self._reported_dropped = 0
 
@@ -126,11 +127,6 @@ class AuditWriter:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the background flush task (idempotent)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="audit-writer")
-
     async def flush(self) -> None:
         """Write everything buffered now; raises if Postgres fails (records stay buffered)."""
         async with self._lock:
@@ -145,11 +141,8 @@ class AuditWriter:
         self._closed = True
         self._stop.set()
         self._wake.set()
-        if self._task is not None:
-            _, still_running = await asyncio.wait({self._task}, timeout=timeout)
-            if still_running:
-                # Safe to interrupt even mid-COMMIT: the batch stays buffered with its id.
-                await cancel_and_wait(self._task)
+        # Cancelling is safe even mid-COMMIT: the batch stays buffered with its id.
+        await self.stop_task(grace=timeout)
         attempt = 0
         while self._depth and (remaining := deadline - loop.time()) > 0:
             try:
@@ -165,7 +158,7 @@ class AuditWriter:
 
     # -- the background task -------------------------------------------------------------
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval):

@@ -20,7 +20,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 from yarl import URL
 
-from neuronetz_gateway.background import cancel_and_wait
+from neuronetz_gateway.background import BackgroundTask
 from neuronetz_gateway.catalog.models import Catalog, CatalogModel
 from neuronetz_gateway.catalog.sync import SyncResult, sync_catalog, sync_upstreams
 from neuronetz_gateway.config import Settings
@@ -197,7 +197,7 @@ async def discover(
     return result
 
 
-class DiscoveryTask:
+class DiscoveryTask(BackgroundTask):
     """The background loop of one process.
 
     With `MODEL_DISCOVERY_ENABLED` it polls every upstream each
@@ -206,6 +206,8 @@ class DiscoveryTask:
     from Postgres, so models written by other replicas or the CLI appear here. A failed
     cycle is logged and retried sooner (with backoff up to the interval).
     """
+
+    name = "model-discovery"
 
     def __init__(
         self,
@@ -218,7 +220,6 @@ class DiscoveryTask:
         self._session = upstream_session
         self._settings = settings
         self._catalog = catalog
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Load the catalog from Postgres now, then poll in the background.
@@ -226,18 +227,13 @@ class DiscoveryTask:
         The first poll runs in the background so an unreachable upstream cannot delay
         start-up; until it ends, the catalog is what Postgres had.
         """
-        if self._task is not None:
+        if self.started:
             return
         try:
             await self._catalog.reload(self._engine)
         except Exception as error:  # noqa: BLE001 - the loop retries; start-up goes on
             log.warning("model_catalog_reload_failed", error=type(error).__name__)
-        self._task = asyncio.create_task(self._loop(), name="model-discovery")
-
-    async def aclose(self) -> None:
-        """Stop the loop; waits for it to finish cancelling."""
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
+        self.start_task()
 
     async def run_once(self) -> SyncResult | None:
         """One cycle. None when discovery is disabled (the catalog was only reloaded);
@@ -255,7 +251,7 @@ class DiscoveryTask:
         await self._catalog.reload(self._engine)
         return result
 
-    async def _loop(self) -> None:
+    async def run(self) -> None:
         interval = self._settings.model_discovery_interval_seconds
         failures = 0
         announced = False

@@ -2,9 +2,10 @@
 
 `ChangeListener` listens on `nz_key_revoked` and `nz_config_changed` and calls its
 handlers as notifications arrive. If the connection drops it reconnects with back-off
-and calls `on_reconnect` once listening again, because notifications sent meanwhile
-are lost: the handler drops every cache. A periodic ping notices connections that died
-silently (no FIN), which a LISTEN-only connection would otherwise never see.
+(`ChangeFeed`, shared with standalone mode's poller) and calls `on_reconnect` once
+listening again, because notifications sent meanwhile are lost: the handler drops
+every cache. A periodic ping notices connections that died silently (no FIN), which a
+LISTEN-only connection would otherwise never see.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import asyncpg
 import orjson
 import structlog
 
-from neuronetz_gateway.background import cancel_and_wait
+from neuronetz_gateway.background import BackgroundTask
 from neuronetz_gateway.db.migrate import asyncpg_dsn
 
 log = structlog.get_logger(__name__)
@@ -61,18 +63,43 @@ class ChangeHandlers:
     on_reconnect: Callable[[], Awaitable[None]]
 
 
-class ChangeListener:
-    def __init__(self, database_url: str, handlers: ChangeHandlers) -> None:
-        self._dsn = asyncpg_dsn(database_url)
-        self._handlers = handlers
-        self._task: asyncio.Task[None] | None = None
+class ChangeFeed(BackgroundTask):
+    """Follows a source of changes until it fails, then again after a back-off (doubling
+    up to `MAX_BACKOFF_SECONDS`, from `first_backoff` again once a connection held).
+    `connected` is set while the source is followed."""
+
+    failure_event: ClassVar[str]  # logged (with the error's type) when following fails
+
+    def __init__(self, first_backoff: float) -> None:
+        self._first_backoff = first_backoff
         self.connected = asyncio.Event()
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="change-listener")
+    async def follow(self) -> None:
+        """Connect, set `connected`, deliver changes; raise once the source is lost."""
+        raise NotImplementedError
 
-    async def aclose(self) -> None:
-        await cancel_and_wait(self._task)
+    async def run(self) -> None:
+        backoff = self._first_backoff
+        while True:
+            try:
+                await self.follow()
+            except Exception as error:  # noqa: BLE001 - any failure means: start over
+                log.warning(self.failure_event, error=type(error).__name__)
+            if self.connected.is_set():
+                backoff = self._first_backoff
+                self.connected.clear()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+
+class ChangeListener(ChangeFeed):
+    name = "change-listener"
+    failure_event = "change_listener_disconnected"
+
+    def __init__(self, database_url: str, handlers: ChangeHandlers) -> None:
+        super().__init__(first_backoff=0.25)
+        self._dsn = asyncpg_dsn(database_url)
+        self._handlers = handlers
 
     def _notify(self, _connection: object, _pid: int, channel: str, payload: str) -> None:
         if channel == KEY_REVOKED:
@@ -84,22 +111,7 @@ class ChangeListener:
             return
         self._handlers.on_config_changed(change)
 
-    async def _run(self) -> None:
-        backoff = 0.25
-        while True:
-            try:
-                await self._listen_until_lost()
-                backoff = 0.25
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - any failure means: reconnect
-                log.warning("change_listener_disconnected", error=type(error).__name__)
-            finally:
-                self.connected.clear()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-
-    async def _listen_until_lost(self) -> None:
+    async def follow(self) -> None:
         connection = await asyncpg.connect(
             self._dsn,
             timeout=CONNECT_TIMEOUT_SECONDS,

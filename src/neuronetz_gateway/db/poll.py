@@ -22,19 +22,20 @@ import aiosqlite
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from neuronetz_gateway.background import cancel_and_wait
-from neuronetz_gateway.db.notify import ChangeHandlers
+from neuronetz_gateway.db.notify import ChangeFeed, ChangeHandlers
 from neuronetz_gateway.db.snapshot import Changes, diff, take_snapshot
 from neuronetz_gateway.db.sqlite import BUSY_TIMEOUT_MS, sqlite_path
 
 log = structlog.get_logger(__name__)
 
 POLL_INTERVAL_SECONDS = 0.2
-MAX_BACKOFF_SECONDS = 5.0
 
 
-class SqlitePoller:
+class SqlitePoller(ChangeFeed):
     """Calls `handlers` for changes other processes commit to the SQLite file."""
+
+    name = "change-poller"
+    failure_event = "change_poller_failed"
 
     def __init__(
         self,
@@ -44,35 +45,14 @@ class SqlitePoller:
         on_models_changed: Callable[[], Awaitable[None]] | None = None,
         interval_seconds: float = POLL_INTERVAL_SECONDS,
     ) -> None:
+        super().__init__(first_backoff=interval_seconds)
         self._engine = engine
         self._path = sqlite_path(engine.url.render_as_string(hide_password=False))
         self._handlers = handlers
         self._on_models_changed = on_models_changed
         self._interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="change-poller")
-
-    async def aclose(self) -> None:
-        await cancel_and_wait(self._task)
-
-    async def _run(self) -> None:
-        backoff = self._interval
-        while True:
-            try:
-                await self._poll_until_failure()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - any failure means: start over
-                log.warning("change_poller_failed", error=type(error).__name__)
-            finally:
-                self.connected.clear()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-
-    async def _poll_until_failure(self) -> None:
+    async def follow(self) -> None:
         async with aiosqlite.connect(self._path, timeout=BUSY_TIMEOUT_MS / 1000) as connection:
             # Version first, snapshot second: a commit in between shows in both, which
             # costs one empty diff; the other order could miss it.

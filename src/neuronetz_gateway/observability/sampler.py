@@ -16,7 +16,7 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
-from neuronetz_gateway.background import cancel_and_wait
+from neuronetz_gateway.background import BackgroundTask
 from neuronetz_gateway.observability import metrics
 
 SAMPLE_INTERVAL_SECONDS = 1.0
@@ -51,7 +51,9 @@ class _Delta:
             self._seen = current
 
 
-class MetricsSampler:
+class MetricsSampler(BackgroundTask):
+    name = "metrics-sampler"
+
     def __init__(
         self,
         audit: AuditState,
@@ -66,7 +68,6 @@ class MetricsSampler:
         self._misses = _Delta(metrics.AUTH_CACHE_LOOKUPS.labels("miss"))
         self._dropped = _Delta(metrics.AUDIT_RECORDS_DROPPED)
         self._rejected = _Delta(metrics.AUDIT_RECORDS_REJECTED)
-        self._task: asyncio.Task[None] | None = None
 
     def sample(self) -> None:
         """Copy the current values into the metrics (cheap: a few integer reads)."""
@@ -77,17 +78,15 @@ class MetricsSampler:
         self._rejected.update(self._audit.rejected)
 
     async def start(self) -> None:
-        if self._task is None:
-            metrics.AUDIT_BUFFER_CAPACITY_ROWS.set(self._audit.capacity)
-            self.sample()
-            self._task = asyncio.create_task(self._run(), name="metrics-sampler")
+        metrics.AUDIT_BUFFER_CAPACITY_ROWS.set(self._audit.capacity)
+        self.sample()
+        self.start_task()
 
     async def aclose(self) -> None:
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
+        await self.stop_task()
         self.sample()
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
             self.sample()

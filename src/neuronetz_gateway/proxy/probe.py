@@ -13,7 +13,7 @@ import contextlib
 import aiohttp
 import structlog
 
-from neuronetz_gateway.background import cancel_and_wait
+from neuronetz_gateway.background import BackgroundTask
 from neuronetz_gateway.proxy.upstreams import Upstream, UpstreamPool
 
 log = structlog.get_logger(__name__)
@@ -37,8 +37,10 @@ async def answers(session: aiohttp.ClientSession, upstream: Upstream, timeout: f
         return False
 
 
-class UpstreamProber:
+class UpstreamProber(BackgroundTask):
     """Probes ejected servers until they answer; `start()` / `aclose()`."""
+
+    name = "upstream-prober"
 
     def __init__(
         self,
@@ -49,15 +51,6 @@ class UpstreamProber:
         self._pool = pool
         self._session = session
         self._timeout = timeout_seconds
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="upstream-prober")
-
-    async def aclose(self) -> None:
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
 
     async def probe_due(self) -> None:
         """Probe every server whose back-off has passed, concurrently."""
@@ -69,7 +62,7 @@ class UpstreamProber:
             else:
                 self._pool.probe_failed(upstream)
 
-    async def _loop(self) -> None:
+    async def run(self) -> None:
         ejected = self._pool.ejected
         while True:
             # Cleared before planning: an ejection from here on wakes the wait below.
