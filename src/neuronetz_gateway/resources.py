@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.engine import create_engine
-from neuronetz_gateway.limits.resp import RespClient
+from neuronetz_gateway.scripting.resp import RespClient
 
 # Redis answers in well under a millisecond; a second without an answer means it is
 # gone, and the request fails closed (503) instead of waiting.

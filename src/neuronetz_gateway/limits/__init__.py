@@ -6,7 +6,6 @@ The pipeline builds an `AdmissionRequest`, calls `Limiter.admit()` before proxyi
 
 from neuronetz_gateway.limits.memory import MemoryLimiter
 from neuronetz_gateway.limits.redis_limiter import RedisLimiter
-from neuronetz_gateway.limits.resp import RespClient, RespError
 from neuronetz_gateway.limits.types import (
     Admission,
     AdmissionRequest,
@@ -20,6 +19,7 @@ from neuronetz_gateway.limits.types import (
     estimate_prompt_tokens,
 )
 from neuronetz_gateway.limits.usage_source import PostgresUsageSource, UsageSource
+from neuronetz_gateway.scripting.resp import RespClient, RespError
 
 __all__ = [
     "Admission",

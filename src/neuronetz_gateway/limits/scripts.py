@@ -1,21 +1,14 @@
-"""The limiter's Lua scripts, as text ready for `Redis.register_script`.
+"""The limiter's Lua scripts (limits/lua/), as `Script`s for either script host.
 
-`register_script` runs them with EVALSHA and loads them again on NOSCRIPT (after a
-Redis restart or `SCRIPT FLUSH`), so the hot path pays one round trip per script.
+common.lua holds what admit and settle share; it is prepended to both.
 """
 
 from __future__ import annotations
 
-from importlib import resources
+from neuronetz_gateway.scripting import Script
 
+_PACKAGE = "neuronetz_gateway.limits"
 
-def _read(name: str) -> str:
-    source = resources.files("neuronetz_gateway.limits").joinpath("lua", name)
-    return source.read_text(encoding="utf-8")
-
-
-_COMMON = _read("common.lua")
-
-ADMIT = _COMMON + "\n" + _read("admit.lua")
-SETTLE = _COMMON + "\n" + _read("settle.lua")
-REFRESH = _read("refresh.lua")
+ADMIT = Script.load(_PACKAGE, "lua/common.lua", "lua/admit.lua")
+SETTLE = Script.load(_PACKAGE, "lua/common.lua", "lua/settle.lua")
+REFRESH = Script.load(_PACKAGE, "lua/refresh.lua")

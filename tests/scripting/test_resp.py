@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import hiredis
 import pytest
 
-from neuronetz_gateway.limits.resp import RedisAddress, RespClient, RespError, pack
+from neuronetz_gateway.scripting.resp import RedisAddress, RespClient, RespError, pack
 from tests.support.databases import REDIS_URL
 from tests.support.processes import free_port
 from tests.support.tcp_proxy import TcpProxy

@@ -1,0 +1,40 @@
+"""What every script host offers: run a `Script` atomically with keys and arguments.
+
+Two hosts implement `ScriptHost`: `RedisHost` (EVALSHA on a Redis shared by every
+replica) and `LuaHost` (the same Lua in this process, over a store kept inside Lua,
+for standalone mode). Both pass keys and arguments to the script as strings and give
+its reply as Redis converts it: an integer (`int`), a bulk or status string (`bytes`),
+nil (`None`) or an array (`list`) of those. A script failing (a Lua error, an error
+reply) raises `ScriptFailed`; a store that cannot be reached raises `StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from neuronetz_gateway.scripting.script import Script
+
+Reply = int | bytes | None | list["Reply"]
+Argument = str | bytes | int
+
+
+class ScriptError(Exception):
+    """The script did not give a reply."""
+
+
+class ScriptFailed(ScriptError):
+    """The script ran and raised an error (or returned an error reply): a bug in the
+    script, or a store in trouble (Redis out of memory, a read-only replica)."""
+
+
+class StoreUnavailable(ScriptError):
+    """The store could not be reached; whether the script ran is unknown."""
+
+
+class ScriptHost(Protocol):
+    """Runs scripts atomically: no other script or command runs while one does."""
+
+    async def run(self, script: Script, keys: Sequence[str], args: Sequence[Argument]) -> Reply:
+        """The script's reply (see the module docstring for its types)."""
+        ...

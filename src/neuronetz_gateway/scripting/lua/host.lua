@@ -1,0 +1,177 @@
+-- The script host inside the in-process Lua runtime (driven by scripting/lua_host.py).
+--
+-- Scripts are compiled once into `function(KEYS, ARGV)` with Redis's environment:
+-- the standard libraries Redis offers, `redis.call`/`redis.pcall` over this store's
+-- commands (commands.lua), no new globals. A run is one call from Python, with the
+-- clock, the key count, then the keys and the arguments as plain strings; the reply
+-- comes back as a flat list of plain values (see `flatten`), so nothing calls back
+-- into Python and no Lua table crosses over.
+
+local K, C = ...
+local H = {}
+local unpack = unpack or table.unpack
+local NOT_INTEGER = 'ERR Lua redis lib command arguments must be strings or integers'
+
+-- A redis.call argument as Redis turns it into a string: numbers become their shortest
+-- text; integral values are written without a fraction or exponent.
+local function argument(value)
+  local kind = type(value)
+  if kind == 'string' then return value end
+  if kind == 'number' then
+    if value == math.floor(value) and math.abs(value) < 1e15 then
+      return string.format('%d', value)
+    end
+    return string.format('%.17g', value)
+  end
+  error({ err = NOT_INTEGER }, 0)
+end
+
+local function call(name, ...)
+  local command = C[name] or C[string.upper(tostring(name))]
+  if command == nil then
+    error({ err = 'ERR unknown command \'' .. tostring(name) .. '\'' }, 0)
+  end
+  local n = select('#', ...)
+  local args = { ... }
+  for i = 1, n do args[i] = argument(args[i]) end
+  return command(args)
+end
+
+local redis = {
+  call = call,
+  LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+}
+
+function redis.pcall(...)
+  local ok, result = pcall(call, ...)
+  if ok then return result end
+  if type(result) == 'table' then return result end
+  return { err = tostring(result) }
+end
+
+function redis.error_reply(message)
+  return { err = message }
+end
+
+function redis.status_reply(message)
+  return { ok = message }
+end
+
+function redis.log()
+end
+
+-- What a script sees as globals: Redis's set, read-only, and no undefined names.
+local globals = {
+  redis = redis, string = string, table = table, math = math, bit = bit,
+  assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
+  pcall = pcall, rawequal = rawequal, rawget = rawget, rawset = rawset,
+  select = select, tonumber = tonumber, tostring = tostring, type = type,
+  unpack = unpack, xpcall = xpcall, setmetatable = setmetatable,
+  getmetatable = getmetatable,
+}
+local environment = setmetatable({}, {
+  __index = function(_, name)
+    local value = globals[name]
+    if value == nil then
+      error({ err = 'Script attempted to access nonexistent global variable \'' ..
+        tostring(name) .. '\'' }, 2)
+    end
+    return value
+  end,
+  __newindex = function(_, name)
+    error({ err = 'Attempt to modify a readonly table: ' .. tostring(name) }, 2)
+  end,
+})
+
+-- Appends the Redis reply for a script's return value to `out` (from index n + 1) and
+-- returns the new length. Lua -> Redis as Redis converts: number -> integer (the
+-- fraction dropped), string -> bulk string, true -> 1, false/nil -> nil, { ok = s } ->
+-- status s, { err = s } -> an error, other tables -> an array of t[1] up to the first nil.
+-- An array is written as `true`, its length, then its elements.
+local function flatten(value, out, n)
+  local kind = type(value)
+  if kind == 'string' then
+    out[n + 1] = value
+    return n + 1
+  elseif kind == 'number' then
+    out[n + 1] = value >= 0 and math.floor(value) or math.ceil(value)
+    return n + 1
+  elseif kind == 'table' then
+    if value.err ~= nil then error({ err = tostring(value.err) }, 0) end
+    if value.ok ~= nil then
+      out[n + 1] = tostring(value.ok)
+      return n + 1
+    end
+    local count = 0
+    while value[count + 1] ~= nil do count = count + 1 end
+    out[n + 1], out[n + 2] = true, count
+    n = n + 2
+    for i = 1, count do n = flatten(value[i], out, n) end
+    return n
+  elseif value == true then
+    out[n + 1] = 1
+    return n + 1
+  end
+  out[n + 1] = nil -- false and nil: a nil reply
+  return n + 1
+end
+
+local function failure(error_value)
+  if type(error_value) == 'table' and error_value.err ~= nil then
+    return false, tostring(error_value.err)
+  end
+  return false, tostring(error_value)
+end
+
+-- The reply of `run(...)` for Python: true and the flattened reply, or false and the
+-- error message.
+local function reply(ok, result)
+  if not ok then return failure(result) end
+  local out = {}
+  local flattened, n = pcall(flatten, result, out, 0)
+  if not flattened then return failure(n) end
+  return true, unpack(out, 1, n)
+end
+
+-- Compiles `source` (once) into the run function of one script:
+--   run(now_ms, key_count, key..., arg...) -> true, reply... | false, message
+function H.compile(name, source)
+  local wrapped = 'return function(KEYS, ARGV) ' .. source .. '\nend'
+  local chunk, problem
+  if setfenv then
+    chunk, problem = loadstring(wrapped, '@' .. name)
+    if chunk then setfenv(chunk, environment) end
+  else
+    chunk, problem = load(wrapped, '@' .. name, 't', environment)
+  end
+  if chunk == nil then error(problem, 0) end
+  local script = chunk()
+  return function(now_ms, key_count, ...)
+    K.set_clock(now_ms)
+    local all, keys, argv = { ... }, {}, {}
+    for i = 1, key_count do keys[i] = all[i] end
+    for i = key_count + 1, select('#', ...) do argv[i - key_count] = all[i] end
+    return reply(pcall(script, keys, argv))
+  end
+end
+
+-- One store command at `now_ms`, as a script's redis.call would run it; its reply as
+-- a script would return it to Redis (a nil reply for false).
+function H.command(now_ms, ...)
+  K.set_clock(now_ms)
+  return reply(pcall(call, ...))
+end
+
+function H.purge(now_ms)
+  K.set_clock(now_ms)
+  return K.purge()
+end
+
+function H.keys(now_ms)
+  K.set_clock(now_ms)
+  return unpack(K.keys())
+end
+
+H.flush = K.flush
+
+return H
