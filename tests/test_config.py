@@ -158,3 +158,27 @@ def test_listen_url_must_be_postgres(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_LISTEN_URL", "sqlite+aiosqlite:///x.db")
     with pytest.raises(ConfigError, match=r"^invalid configuration: DATABASE_LISTEN_URL: "):
         load_settings(_env_file=None)
+
+
+def test_slots_one_value_for_every_server_or_one_per_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OLLAMA_BASE_URLS", "http://a:11434, http://b:11434")
+    default = load_settings(_env_file=None)
+    assert (default.slots_of(0), default.slots_of(1)) == (4, 4)
+    assert default.queue_max_wait_seconds == 30.0
+
+    monkeypatch.setenv("OLLAMA_SLOTS", "2, 0")
+    monkeypatch.setenv("QUEUE_MAX_WAIT_SECONDS", "1.5")
+    settings = load_settings(_env_file=None)
+    assert (settings.slots_of(0), settings.slots_of(1)) == (2, 0)
+    assert settings.queue_max_wait_seconds == 1.5
+
+
+@pytest.mark.parametrize("value", ["4,4,4", "-1", "x", "", "1.5", "10001"])
+def test_bad_slots_name_the_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("OLLAMA_BASE_URLS", "http://a:11434, http://b:11434")
+    monkeypatch.setenv("OLLAMA_SLOTS", value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None)
+    assert "OLLAMA_SLOTS" in str(caught.value)

@@ -12,12 +12,20 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal, get_args, get_origin
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SQLITE_FILE_NAME = "gateway.db"
 MIN_WORKERS, MAX_WORKERS = 1, 64
+MAX_SLOTS = 10_000
 
 
 class ConfigError(Exception):
@@ -72,6 +80,11 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     ollama_base_url: str = "http://127.0.0.1:11434"
     ollama_base_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Requests the gateway sends one server at once (docs/SCHEDULING.md): one number for
+    # every server, or one per server in OLLAMA_BASE_URLS order; 0 = unlimited.
+    ollama_slots: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [4])
+    # The longest a request waits for a slot before 503 server_busy.
+    queue_max_wait_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8080, ge=1, le=65535)
@@ -163,6 +176,30 @@ class Settings(BaseSettings):
     def _parse_urls(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("ollama_slots", mode="before")
+    @classmethod
+    def _parse_slots(cls, value: object) -> object:
+        parts = _split_csv(value)
+        if isinstance(parts, list):
+            for part in parts:
+                if not str(part).isascii() or not str(part).isdigit() or int(part) > MAX_SLOTS:
+                    raise ValueError(
+                        f"must be whole numbers from 0 to {MAX_SLOTS}, separated by commas"
+                    )
+            if not parts:
+                raise ValueError("must name at least one number")
+        return parts
+
+    @model_validator(mode="after")
+    def _slots_per_server(self) -> Settings:
+        count = len(self.ollama_slots)
+        if count != 1 and count != len(self.upstream_urls):
+            raise ValueError(
+                f"OLLAMA_SLOTS: {count} values for {len(self.upstream_urls)} servers; give one"
+                " value, or one per server in OLLAMA_BASE_URLS order"
+            )
+        return self
+
     @field_validator("trusted_proxy_ips", mode="before")
     @classmethod
     def _parse_networks(cls, value: object) -> object:
@@ -245,6 +282,11 @@ class Settings(BaseSettings):
     def upstream_urls(self) -> list[str]:
         """The Ollama servers: `OLLAMA_BASE_URLS` when set, else `OLLAMA_BASE_URL`."""
         return list(self.ollama_base_urls) or [self.ollama_base_url]
+
+    def slots_of(self, index: int) -> int:
+        """The slots of the server at `index` in `upstream_urls` (0 = unlimited)."""
+        slots = self.ollama_slots
+        return slots[0] if len(slots) == 1 else slots[index]
 
     @property
     def effective_database_url(self) -> str:

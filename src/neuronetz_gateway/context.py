@@ -39,6 +39,8 @@ class Exchange:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     upstream_ms: float | None = None
+    # Milliseconds waited for a slot (docs/SCHEDULING.md); None: the request took none.
+    queue_ms: float | None = None
     # `host:port` of the server that answered (the `upstream` label of upstream metrics).
     upstream: str | None = None
     first_byte_ms: float | None = None

@@ -211,6 +211,7 @@ class GatewayRuntime:
                 user_agent=exchange.user_agent,
                 prompt_log=prompt_log,
                 client_request_id=exchange.client_request_id,
+                queue_ms=exchange.queue_ms,
             )
         )
         self.metrics.observe(exchange, ending, latency_ms)

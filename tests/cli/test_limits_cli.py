@@ -64,6 +64,7 @@ async def test_set_tenant_limits_changes_only_given_options(
         "monthly_tokens=unlimited total_tokens=unlimited\n"
         "  allow_all_models=true\n"
         "  metrics=off\n"
+        "  weight=1\n"
     )
     assert second.exit_code == 0, second.stderr
     assert second.json()["tenant"]["limits"] == {**UNSET, "tpm": 1000, "daily_tokens": 0}
@@ -214,7 +215,7 @@ async def metrics_on(db: AsyncSession, tenant_id: uuid.UUID) -> bool:
 async def test_metrics_on_and_off_for_a_tenant(cli: Cli, db: AsyncSession, key: KeyFixture) -> None:
     on = await cli("set-limits", "--tenant", key.tenant_name, "--metrics", "on")
     assert on.exit_code == 0, on.stderr
-    assert on.stdout.endswith("  metrics=on\n")
+    assert "\n  metrics=on\n" in on.stdout
     assert await metrics_on(db, key.tenant_id)
 
     off = await cli("set-limits", "--tenant", key.tenant_name, "--metrics", "off", "--json")
@@ -246,3 +247,35 @@ async def test_marking_stops_at_metrics_max_tenants(
     assert not await metrics_on(db, other_id)
     assert (await tenant_row(db, other_id))["rpm"] is None  # nothing of the command applied
     await cli("set-limits", "--tenant", key.tenant_name, "--metrics", "off")
+
+
+async def test_weight_of_a_tenant_is_set_and_shown(
+    cli: Cli, db: AsyncSession, key: KeyFixture
+) -> None:
+    result = await cli("set-limits", "--tenant", key.tenant_name, "--weight", "3", "--json")
+
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["tenant"]["weight"] == 3
+    row = await db.get_one(TenantLimits, key.tenant_id, populate_existing=True)
+    assert row.weight == 3
+    shown = await cli("set-limits", "--tenant", key.tenant_name)
+    assert shown.stdout.endswith("  weight=3\n")
+
+
+@pytest.mark.parametrize("value", ["0", "101", "-1", "2.5", "three", "none"])
+async def test_weight_outside_1_to_100_is_a_usage_error(
+    cli: Cli, db: AsyncSession, key: KeyFixture, value: str
+) -> None:
+    result = await cli("set-limits", "--tenant", key.tenant_name, "--weight", value)
+
+    assert result.exit_code == 2
+    assert "from 1 to 100" in result.stderr
+    row = await db.get_one(TenantLimits, key.tenant_id, populate_existing=True)
+    assert row.weight == 1
+
+
+async def test_weight_is_for_tenants_only(cli: Cli, key: KeyFixture) -> None:
+    result = await cli("set-limits", "--key", key.prefix, "--weight", "2")
+
+    assert result.exit_code == 2
+    assert "applies to tenants only" in result.stderr

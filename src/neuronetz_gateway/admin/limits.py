@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from neuronetz_gateway.admin.errors import AdminError
 from neuronetz_gateway.admin.keys import get_key
 from neuronetz_gateway.admin.tenants import get_tenant
-from neuronetz_gateway.auth.principal import UNLIMITED, LimitValues
+from neuronetz_gateway.auth.principal import MAX_WEIGHT, MIN_WEIGHT, UNLIMITED, LimitValues
 from neuronetz_gateway.db.tables import (
     LIMIT_FIELDS,
     ApiKey,
@@ -37,6 +37,14 @@ _INT64_MAX = 2**63 - 1
 LIMIT_MAXIMUM = {
     name: _INT32_MAX if name in ("rpm", "max_concurrent") else _INT64_MAX for name in LIMIT_FIELDS
 }
+
+
+def parse_weight(value: str) -> int:
+    """A tenant's weight (docs/SCHEDULING.md): a whole number 1..100; else AdminError."""
+    text = value.strip()
+    if not text.isascii() or not text.isdigit() or not MIN_WEIGHT <= int(text) <= MAX_WEIGHT:
+        raise AdminError(f"{value[:40]!r} is not a whole number from {MIN_WEIGHT} to {MAX_WEIGHT}")
+    return int(text)
 
 
 def parse_limit(value: str, field_name: str) -> int | None:
@@ -59,6 +67,7 @@ class LimitUpdate:
     values: Mapping[str, int | None] = field(default_factory=dict)
     allow_all_models: bool | None = None  # None: unchanged
     inherit_models: bool = False  # keys only: allow_all_models back to NULL
+    weight: int | None = None  # tenants only; None: unchanged
 
     def __post_init__(self) -> None:
         unknown = set(self.values) - set(LIMIT_FIELDS)
@@ -67,6 +76,8 @@ class LimitUpdate:
         for name, number in self.values.items():
             if number is not None and not 0 <= number <= LIMIT_MAXIMUM[name]:
                 raise AdminError(f"{name} must be between 0 and {LIMIT_MAXIMUM[name]}")
+        if self.weight is not None and not MIN_WEIGHT <= self.weight <= MAX_WEIGHT:
+            raise AdminError(f"weight must be between {MIN_WEIGHT} and {MAX_WEIGHT}")
         if self.inherit_models and self.allow_all_models is not None:
             raise AdminError(
                 "--inherit-models conflicts with --allow-all-models/--no-allow-all-models"
@@ -74,7 +85,12 @@ class LimitUpdate:
 
     @property
     def is_empty(self) -> bool:
-        return not self.values and self.allow_all_models is None and not self.inherit_models
+        return (
+            not self.values
+            and self.allow_all_models is None
+            and not self.inherit_models
+            and self.weight is None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +100,7 @@ class TenantLimitsView:
     limits: LimitValues
     allow_all_models: bool
     metrics: bool
+    weight: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +139,7 @@ async def _tenant_view(session: AsyncSession, tenant_id: uuid.UUID, name: str) -
         limits=limit_values(row),
         allow_all_models=bool(row and row.allow_all_models),
         metrics=bool(row and row.metrics),
+        weight=row.weight if row is not None else 1,
     )
 
 
@@ -152,6 +170,8 @@ async def set_tenant_limits(
         _apply(row, update)
         if update.allow_all_models is not None:
             row.allow_all_models = update.allow_all_models
+        if update.weight is not None:
+            row.weight = update.weight
         await session.commit()
     return await _tenant_view(session, tenant.id, tenant.name)
 
@@ -186,6 +206,8 @@ async def set_key_limits(session: AsyncSession, prefix: str, update: LimitUpdate
 
     An empty update writes nothing and just returns the current limits.
     """
+    if update.weight is not None:
+        raise AdminError("--weight applies to tenants only; a key shares its tenant's")
     key = await get_key(session, prefix)
     if not update.is_empty:
         if key.status == KeyStatus.REVOKED:

@@ -55,6 +55,7 @@ class AuditRecord:
     user_agent: str | None
     prompt_log: PromptLogRecord | None = None
     client_request_id: str | None = None  # the client's X-Request-ID; request_id is ours
+    queue_ms: float | None = None  # waited for a slot; None: the request took none
 
     @property
     def counts_as_usage(self) -> bool:

@@ -94,6 +94,10 @@ def _ip_packed(value: str) -> bytes | None:
         return None
 
 
+def _optional_float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
 def audit_copy_row(record: AuditRecord) -> tuple[Any, ...]:
     """The `audit_log` row of one record as a tuple in `AUDIT_COLUMNS` order, with the
     values asyncpg's binary COPY encodes directly (packed bytes for `inet`)."""
@@ -115,6 +119,7 @@ def audit_copy_row(record: AuditRecord) -> tuple[Any, ...]:
         _ip_packed(client_ip) if client_ip else None,
         _optional_text(record.user_agent, USER_AGENT_MAX),
         _optional_text(record.client_request_id, REQUEST_ID_MAX),
+        _optional_float(record.queue_ms),
     )
 
 
@@ -135,6 +140,7 @@ AUDIT_COLUMNS = (
     "client_ip",
     "user_agent",
     "client_request_id",
+    "queue_ms",
 )
 
 
@@ -157,6 +163,7 @@ def audit_row(record: AuditRecord) -> dict[str, Any]:
         "client_ip": clean_ip(record.client_ip),
         "user_agent": _optional_text(record.user_agent, USER_AGENT_MAX),
         "client_request_id": _optional_text(record.client_request_id, REQUEST_ID_MAX),
+        "queue_ms": _optional_float(record.queue_ms),
     }
 
 

@@ -56,6 +56,7 @@ class LimitValues:
 
 
 UNLIMITED = LimitValues()
+MIN_WEIGHT, MAX_WEIGHT = 1, 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,8 @@ class Principal:
     prompt_log_ttl_hours: int | None = None
     # The tenant's usage is exported as metrics under its name (docs/REFERENCE.md §5).
     tenant_metrics: bool = False
+    # The tenant's share of Ollama's slots while tenants wait (docs/SCHEDULING.md).
+    tenant_weight: int = 1
 
     def requests_only(self) -> Principal:
         """This principal with its `rpm` limits alone: what a request that asks Ollama

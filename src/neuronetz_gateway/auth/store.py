@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from neuronetz_gateway.auth.principal import LimitValues, Principal
+from neuronetz_gateway.auth.principal import MAX_WEIGHT, MIN_WEIGHT, LimitValues, Principal
 from neuronetz_gateway.db.tables import (
     LIMIT_FIELDS,
     ApiKey,
@@ -61,6 +61,7 @@ _KEY_QUERY = (
         Tenant.status.label("tenant_status"),
         TenantLimits.allow_all_models.label("t_allow_all"),
         TenantLimits.metrics.label("t_metrics"),
+        TenantLimits.weight.label("t_weight"),
         KeyLimits.allow_all_models.label("k_allow_all"),
         *(getattr(TenantLimits, f).label(f"t_{f}") for f in LIMIT_FIELDS),
         *(getattr(KeyLimits, f).label(f"k_{f}") for f in LIMIT_FIELDS),
@@ -79,6 +80,13 @@ _GRANTS_QUERY = sa.select(ModelGrant.key_id, ModelGrant.model_name).where(
 
 def _limits(row: RowMapping, side: str) -> LimitValues:
     return LimitValues(**{field: row[f"{side}_{field}"] for field in LIMIT_FIELDS})
+
+
+def _weight(stored: int | None) -> int:
+    """The stored weight within 1..100 (no limits row, or a value written by hand)."""
+    if stored is None:
+        return 1
+    return min(MAX_WEIGHT, max(MIN_WEIGHT, stored))
 
 
 async def find_key(engine: AsyncEngine, prefix: str) -> KeyRecord | None:
@@ -123,4 +131,5 @@ async def load_principal(engine: AsyncEngine, record: KeyRecord) -> Principal:
         prompt_logging=row["prompt_logging"],
         prompt_log_ttl_hours=row["prompt_log_ttl_hours"],
         tenant_metrics=bool(row["t_metrics"]),
+        tenant_weight=_weight(row["t_weight"]),
     )

@@ -48,6 +48,27 @@ MonthlyTokens = Annotated[str | None, _limit_option("monthly_tokens", "Token bud
 TotalTokens = Annotated[str | None, _limit_option("total_tokens", "Token budget, all time")]
 
 
+def _checked_weight(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            limits.parse_weight(value)
+        except AdminError as error:
+            raise typer.BadParameter(str(error)) from None
+    return value
+
+
+Weight = Annotated[
+    str | None,
+    typer.Option(
+        "--weight",
+        help="Tenant only: its share of Ollama's slots while tenants wait for them"
+        " (1-100, default 1; docs/SCHEDULING.md).",
+        callback=_checked_weight,
+        metavar="N",
+    ),
+]
+
+
 class Switch(StrEnum):
     ON = "on"
     OFF = "off"
@@ -71,6 +92,7 @@ def _tenant_json(view: limits.TenantLimitsView) -> dict[str, object]:
         "limits": _values_json(view.limits),
         "allow_all_models": view.allow_all_models,
         "metrics": view.metrics,
+        "weight": view.weight,
     }
 
 
@@ -79,7 +101,8 @@ def _tenant_text(view: limits.TenantLimitsView) -> str:
         f"tenant {view.tenant_name}\n"
         f"  limits: {_values_text(view.limits, 'unlimited')}\n"
         f"  allow_all_models={str(view.allow_all_models).lower()}\n"
-        f"  metrics={'on' if view.metrics else 'off'}"
+        f"  metrics={'on' if view.metrics else 'off'}\n"
+        f"  weight={view.weight}"
     )
 
 
@@ -124,6 +147,7 @@ def set_limits(
             " (at most METRICS_MAX_TENANTS tenants).",
         ),
     ] = None,
+    weight: Weight = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Set limits of a tenant or key; options not given stay unchanged.
@@ -134,6 +158,8 @@ def set_limits(
         raise typer.BadParameter("give exactly one of them", param_hint="'--tenant' / '--key'")
     if key is not None and metrics is not None:
         raise typer.BadParameter("applies to tenants only", param_hint="'--metrics'")
+    if key is not None and weight is not None:
+        raise typer.BadParameter("applies to tenants only", param_hint="'--weight'")
     given = {
         "rpm": rpm,
         "tpm": tpm,
@@ -150,6 +176,7 @@ def set_limits(
         },
         allow_all_models=allow_all_models,
         inherit_models=inherit_models,
+        weight=limits.parse_weight(weight) if weight is not None else None,
     )
 
     if key is not None:

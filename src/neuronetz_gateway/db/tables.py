@@ -152,6 +152,8 @@ class TenantLimits(_LimitColumns, Base):
     )
     # Usage of this tenant exported as metrics by name (docs/OBSERVABILITY.md).
     metrics: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    # The tenant's share of Ollama's slots while tenants wait for them (docs/SCHEDULING.md).
+    weight: Mapped[int] = mapped_column(sa.Integer, default=1, server_default="1")
 
 
 class KeyLimits(_LimitColumns, Base):
@@ -272,6 +274,8 @@ class AuditLog(Base):
     user_agent: Mapped[str | None] = mapped_column(sa.String(512))
     # The client's own X-Request-ID (well-formed ones only); request_id is always ours.
     client_request_id: Mapped[str | None] = mapped_column(sa.String(128))
+    # Milliseconds waited for a slot of an Ollama server; NULL: the request took none.
+    queue_ms: Mapped[float | None] = mapped_column(sa.Float)
 
 
 class PromptLog(Base):
