@@ -27,16 +27,10 @@ from neuronetz_gateway.proxy.shapes import RUNNER_OPTIONS
 from tests.doubles.ollama import gojson
 from tests.support.bodies import Body, body
 
-# The routes of §12 are not served yet; their shapes are read with routes like these.
-_MESSAGES = Route(
-    "/v1/messages", Surface.OPENAI, RouteKind.MODEL, frozenset({"POST"}), "/v1/messages"
-)
-_RESPONSES = Route(
-    "/v1/responses", Surface.OPENAI, RouteKind.MODEL, frozenset({"POST"}), "/v1/responses"
-)
+# Every route with a body the pipeline reads (docs/REFERENCE.md §4.2, §12), as served.
 ROUTES = {
     route.name: route
-    for route in (*routes.ALLOWED.values(), _MESSAGES, _RESPONSES)
+    for route in routes.ALLOWED.values()
     if route.kind in (RouteKind.MODEL, RouteKind.SHOW)
 }
 SURFACES = {
@@ -163,3 +157,12 @@ def test_forwarded_bodies_mean_to_ollama_what_they_meant_to_the_gateway(surface:
         _check_ignored_header(route.name, generated, forwarded, policy)
 
     check()
+
+
+def test_every_forwarded_route_with_a_body_is_checked() -> None:
+    """A route the gateway serves with a body it reads is in the property above."""
+    checked = {path for paths in SURFACES.values() for path in paths}
+
+    assert checked == set(ROUTES)
+    assert ROUTES["/v1/messages"] is routes.V1_MESSAGES
+    assert ROUTES["/v1/responses"] is routes.V1_RESPONSES
