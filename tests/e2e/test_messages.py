@@ -223,15 +223,36 @@ async def test_rate_limit_is_the_sdks_rate_limit_error(
     assert int(caught.value.response.headers["retry-after"]) >= 1
 
 
-async def test_max_tokens_is_required(caller: Caller, double: OllamaDouble) -> None:
+@pytest.mark.parametrize(
+    ("cap", "message"),
+    [
+        (None, "max_tokens is required and must be a positive integer"),
+        (0, "max_tokens is required and must be a positive integer"),
+        (-5, "max_tokens is required and must be a positive integer"),
+        ("32", "max_tokens must be an integer"),
+        (1.5, "max_tokens must be an integer"),
+    ],
+)
+async def test_max_tokens_is_required_as_anthropic_requires_it(
+    caller: Caller, double: OllamaDouble, engine: AsyncEngine, cap: object, message: str
+) -> None:
+    body: dict[str, object] = {"model": MODEL, "messages": ASK}
+    if cap is not None:
+        body["max_tokens"] = cap
+    request_id = f"msg-cap-{type(cap).__name__}-{cap}".replace(".", "_")
+
     response = await caller.client.post(
-        "/v1/messages", json={"model": MODEL, "messages": ASK}, headers=caller.auth
+        "/v1/messages", json=body, headers={**caller.auth, "X-Request-ID": request_id}
     )
 
     assert response.status_code == 400
-    assert response.json()["error"]["type"] == "invalid_request_error"
-    assert "max_tokens" in response.json()["error"]["message"]
+    assert response.json() == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": message},
+    }
     assert double.requests == []
+    [row] = await audit_rows(engine, request_id)
+    assert (row.route, row.outcome, row.status_code) == ("/v1/messages", "client_error", 400)
 
 
 async def test_claude_codes_request_with_its_query_string(
