@@ -4,6 +4,8 @@ that name the path and the surfaces served, the output cap a budget set, and no
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -75,12 +77,23 @@ async def test_a_long_path_is_cut_in_the_message(caller: Caller) -> None:
     assert message.startswith('no route for "' + "/x" * 50 + '…"')
 
 
+NATIVE_CAP = ("options", "num_predict")
+
+
 @pytest.mark.parametrize(
-    ("path", "body", "cap_field"),
+    ("path", "body", "cap_at"),
     [
-        ("/api/chat", {"messages": ASK, "stream": False}, None),
-        ("/v1/messages", {"messages": ASK, "max_tokens": 32000}, "max_tokens"),
-        ("/v1/responses", {"input": "hi"}, "max_output_tokens"),
+        ("/api/chat", {"messages": ASK, "stream": False}, NATIVE_CAP),
+        ("/api/chat", {"messages": ASK, "options": {"num_predict": 5000}}, NATIVE_CAP),
+        ("/api/generate", {"prompt": "hi", "stream": False}, NATIVE_CAP),
+        ("/v1/chat/completions", {"messages": ASK}, ("max_tokens",)),
+        ("/v1/chat/completions", {"messages": ASK, "max_completion_tokens": 5000}, ("max_tokens",)),
+        ("/v1/completions", {"prompt": "hi", "stream": True}, ("max_tokens",)),
+        ("/v1/messages", {"messages": ASK, "max_tokens": 32000}, ("max_tokens",)),
+        ("/v1/messages", {"messages": ASK, "max_tokens": 32000, "stream": True}, ("max_tokens",)),
+        ("/v1/responses", {"input": "hi"}, ("max_output_tokens",)),
+        ("/v1/responses", {"input": "hi", "stream": True}, ("max_output_tokens",)),
+        ("/v1/responses", {"input": "hi", "max_output_tokens": 5000}, ("max_output_tokens",)),
     ],
 )
 async def test_a_budget_set_or_lowered_cap_is_told(
@@ -89,18 +102,23 @@ async def test_a_budget_set_or_lowered_cap_is_told(
     double: OllamaDouble,
     path: str,
     body: dict[str, object],
-    cap_field: str | None,
+    cap_at: tuple[str, ...],
 ) -> None:
+    """On every model route, streamed or not: the header names the cap Ollama was sent."""
     key = await limited_key(session, daily_tokens=100)
     headers = {"Authorization": f"Bearer {key.secret}"}
 
-    response = await caller.client.post(path, json={"model": MODEL, **body}, headers=headers)
+    async with caller.client.stream(
+        "POST", path, json={"model": MODEL, **body}, headers=headers
+    ) as response:
+        await response.aread()
 
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     cap = int(response.headers["x-neuronetz-output-cap"])
     [seen] = double.requests
-    assert isinstance(seen.json, dict)
-    sent = seen.json["options"]["num_predict"] if cap_field is None else seen.json[cap_field]
+    sent: Any = seen.json
+    for name in cap_at:
+        sent = sent[name]
     assert sent == cap < 100
 
 
