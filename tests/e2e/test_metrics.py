@@ -14,7 +14,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from neuronetz_gateway.admin.limits import set_tenant_metrics
-from tests.doubles.ollama import OllamaDouble, count_prompt_tokens
+from tests.doubles.ollama import (
+    OllamaDouble,
+    anthropic_surface,
+    count_prompt_tokens,
+    responses_surface,
+)
 from tests.e2e.conftest import Caller, allow_all_models
 from tests.support.factories import make_key, make_tenant
 from tests.support.metrics import Scrape, scrape
@@ -110,6 +115,54 @@ async def test_requests_refusals_tokens_and_timings_are_counted(
             assert "nz_" not in value
             assert caller.key.prefix.removeprefix("nz_") not in value
             assert tenant not in value
+
+
+async def test_the_anthropic_and_responses_routes_are_counted(
+    caller: Caller, double: OllamaDouble
+) -> None:
+    """`/v1/messages`, its `count_tokens` and `/v1/responses` are counted like every model
+    route (docs/REFERENCE.md §12); `GET /` is answered without a trace."""
+    client, auth = caller.client, caller.auth
+    upstream = urlsplit(double.base_url).netloc
+    before = await scrape(client)
+
+    messages = {"model": MODEL, "max_tokens": 50, "messages": chat("hi")["messages"]}
+    for stream in (False, True):
+        sent = await client.post("/v1/messages", json={**messages, "stream": stream}, headers=auth)
+        assert sent.status_code == 200
+    responses = {"model": MODEL, "input": "one two", "stream": True}
+    assert (await client.post("/v1/responses", json=responses, headers=auth)).status_code == 200
+    counted = await client.post("/v1/messages/count_tokens", json=messages, headers=auth)
+    assert counted.status_code == 200
+    no_cap = {"model": MODEL, "messages": messages["messages"]}
+    assert (await client.post("/v1/messages", json=no_cap, headers=auth)).status_code == 400
+    assert (await client.get("/")).status_code == 200
+
+    after = await scrape(client)
+    ok = {"status": "200", "outcome": "ok"}
+    assert delta(before, after, REQUESTS, route="/v1/messages", **ok) == 2
+    assert delta(before, after, REQUESTS, route="/v1/responses", **ok) == 1
+    assert delta(before, after, REQUESTS, route="/v1/messages/count_tokens", **ok) == 1
+    assert delta(before, after, REQUESTS, route="/v1/messages", outcome="client_error") == 1
+    assert delta(before, after, REQUESTS) == 5  # nothing for `/`
+    upstream_count = "neuronetz_upstream_duration_seconds_count"
+    for route, forwarded in [("/v1/messages", 2), ("/v1/responses", 1)]:
+        assert delta(before, after, upstream_count, route=route, upstream=upstream) == forwarded
+    ttfb = "neuronetz_time_to_first_byte_seconds_count"
+    assert delta(before, after, ttfb, route="/v1/messages/count_tokens") == 1
+    assert delta(before, after, upstream_count, route="/v1/messages/count_tokens") == 0
+
+    seen = [r for r in double.requests if r.path in ("/v1/messages", "/v1/responses")]
+    assert len(seen) == 3
+    reported = [
+        (anthropic_surface if r.path == "/v1/messages" else responses_surface)
+        .to_turn(r.json, MODEL)
+        .prompt_tokens()
+        for r in seen
+    ]
+    tokens = "neuronetz_tokens_total"
+    assert delta(before, after, tokens, direction="prompt", model=MODEL) == sum(reported)
+    assert delta(before, after, tokens, direction="completion", model=MODEL) == 3 * 5
 
 
 async def test_a_tenant_marked_while_running_is_counted_by_name(
