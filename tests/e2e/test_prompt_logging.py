@@ -101,23 +101,44 @@ async def test_request_and_assembled_response_are_logged_with_the_key_ttl(
     assert entry.expires_at - entry.ts == timedelta(hours=TTL_HOURS)
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "token_mark"),
+    [
+        ("/api/chat", chat("go on"), '"content":"tok'),
+        ("/v1/messages", chat("go on", max_tokens=2000, stream=True), "event: content_block_delta"),
+        (
+            "/v1/responses",
+            {"model": MODEL, "input": "go on", "stream": True},
+            "event: response.output_text.delta",
+        ),
+    ],
+)
 async def test_a_cancelled_stream_logs_what_was_sent(
-    gateway: GatewayProcess, double: OllamaDouble, engine: AsyncEngine, logged: KeyFixture
+    gateway: GatewayProcess,
+    double: OllamaDouble,
+    engine: AsyncEngine,
+    logged: KeyFixture,
+    path: str,
+    body: dict[str, Any],
+    token_mark: str,
 ) -> None:
     double.completion_tokens, double.chunk_delay = 1000, 0.02
     request_id = f"pl-cancel-{uuid.uuid4().hex[:8]}"
     headers = {"Authorization": f"Bearer {logged.secret}", "X-Request-ID": request_id}
     async with (
         httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client,
-        client.stream("POST", "/api/chat", json=chat("go on"), headers=headers) as response,
+        client.stream("POST", path, json=body, headers=headers) as response,
     ):
-        lines = response.aiter_lines()
-        for _ in range(3):
-            await anext(lines)
+        tokens = 0
+        async for line in response.aiter_lines():
+            tokens += token_mark in line
+            if tokens == 3:
+                break
     await asyncio.to_thread(double.wait_for_cancellation, 2.0)
     [row] = await audit_rows(engine, request_id)
     [entry] = await prompt_logs(engine, request_id)
     assert row.outcome == "cancelled"
+    assert entry.request == body
     sent = entry.response or ""
     assert sent.startswith("tok0 tok1 tok2 ")
     assert len(sent.split()) == row.completion_tokens < 1000
