@@ -59,6 +59,8 @@ log = structlog.get_logger(__name__)
 
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 1024 * 1024
+# Enough of the request path to tell its surface (`/v1/messages/count_tokens` is 26).
+SURFACE_PATH_BYTES = 64
 
 REASONS = ("header_too_large", "header_timeout", "body_timeout", "too_many_connections")
 _REFUSALS = {reason: metrics.TRANSPORT_REFUSALS.labels(reason) for reason in REASONS}
@@ -251,7 +253,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._cancel_timers()
         # The surface's shape once a request target was read (uvicorn's `url`).
         target: bytes = getattr(self, "url", b"")
-        surface = surface_of_path(target[:8].decode("latin-1"))
+        path = target.split(b"?", 1)[0][:SURFACE_PATH_BYTES]
+        surface = surface_of_path(path.decode("latin-1"))
         body = error_body(surface, status, message)
         request_id = random_hex().encode()
         self.transport.write(
