@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anthropic
+import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -16,6 +17,7 @@ from tests.doubles.ollama.anthropic_surface import estimate_input_tokens
 from tests.e2e.conftest import Caller, audit_rows, limited_key
 from tests.support.client_requests import claude_code_request
 from tests.support.processes import GatewayProcess
+from tests.support.rawhttp import raw_request
 
 MODEL = "llama3.1:8b"
 THINKER = "qwen3:0.6b"
@@ -332,3 +334,65 @@ async def test_key_in_x_api_key_or_bearer_or_both(caller: Caller) -> None:
     native = await caller.client.get("/api/tags", headers={"x-api-key": secret})
 
     assert [bearer.status_code, both.status_code, native.status_code] == [200, 200, 200]
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "content", "status", "kind"),
+    [
+        ("GET", {}, b"", 405, "invalid_request_error"),
+        ("POST", {"content-encoding": "gzip"}, b"\x1f\x8b", 415, "invalid_request_error"),
+        ("POST", {}, b'{"model": 7}', 400, "invalid_request_error"),
+    ],
+    ids=["405", "415", "400"],
+)
+async def test_refusals_are_in_anthropics_shape(
+    caller: Caller,
+    double: OllamaDouble,
+    method: str,
+    headers: dict[str, str],
+    content: bytes,
+    status: int,
+    kind: str,
+) -> None:
+    response = await caller.client.request(
+        method, "/v1/messages", content=content, headers={**caller.auth, **headers}
+    )
+
+    assert response.status_code == status
+    body = response.json()
+    assert set(body) == {"type", "error"}
+    assert body["type"] == "error"
+    assert body["error"]["type"] == kind
+    assert response.headers["x-request-id"]
+    assert double.requests == []
+
+
+async def test_an_upstream_refusal_is_relayed_sanitised_in_anthropics_shape(
+    caller: Caller, double: OllamaDouble
+) -> None:
+    double.fail_with = (400, "invalid tool schema at /srv/ollama/tools.go on 10.9.8.7:11434")
+    body = {"model": MODEL, "max_tokens": 50, "messages": ASK}
+
+    response = await caller.client.post("/v1/messages", json=body, headers=caller.auth)
+
+    assert response.status_code == 400
+    error = response.json()
+    assert error["type"] == "error"
+    assert error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["message"].startswith("invalid tool schema at")
+    assert "/srv/ollama" not in response.text
+    assert "10.9.8.7" not in response.text
+
+
+def test_a_body_too_large_is_413_in_anthropics_shape(
+    gateway: GatewayProcess, double: OllamaDouble, caller: Caller
+) -> None:
+    headers = {"x-api-key": caller.key.secret, "Content-Length": "99999999999"}
+
+    response = raw_request(gateway.port, "POST", "/v1/messages?beta=true", headers=headers)
+
+    assert response.status == 413
+    body = orjson.loads(response.body)
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "request_too_large"
+    assert double.requests == []

@@ -244,3 +244,20 @@ async def test_a_compressed_upstream_answer_is_never_relayed(
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_error"
     assert gzipping.asked == ["identity"]
+
+
+async def test_an_upstream_refusal_is_relayed_sanitised_in_openais_shape(
+    caller: Caller, double: OllamaDouble
+) -> None:
+    double.fail_with = (400, "invalid input at /srv/ollama/responses.go on 10.9.8.7:11434")
+
+    response = await caller.client.post(
+        "/v1/responses", json={"model": MODEL, "input": "hi"}, headers=caller.auth
+    )
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["message"].startswith("invalid input at")
+    assert error["type"] == "invalid_request_error"
+    assert "/srv/ollama" not in response.text
+    assert "10.9.8.7" not in response.text
