@@ -50,6 +50,12 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     streams = results["streams"]["gateway"]
     assert (streams["completed"], streams["failed"]) == (20, 0)
     assert streams["chunks"] == 20 * 11  # 10 content chunks and the final one, each stamped
+    # The same streams over both SSE surfaces: what a relayed chunk costs on each.
+    surfaces = results["streams"]["surfaces"]
+    for path in ("/v1/chat/completions", "/v1/messages"):
+        assert (surfaces[path]["completed"], surfaces[path]["failed"]) == (20, 0), path
+        assert surfaces[path]["chunks"] == 20 * 11, path
+        assert surfaces[path]["server_cpu_us_per_chunk"] > 0, path
     assert results["memory"]["idle_kib"] > 0
     counts = [reading["requests"] for reading in results["memory"]["after"].values()]
     assert counts[0] >= 300
@@ -61,6 +67,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     assert results["profile"]["samples"] > 0
     metrics = {check["metric"] for check in results["checks"]}
     assert {"idle RSS", "added TTFB p99", "gateway req/s"} <= metrics
+    assert "CPU per chunk /v1/messages vs /v1/chat/completions" in metrics
     # The run cleans up after itself: its database is gone.
     assert results["meta"]["database"] not in asyncio.run(_database_names())
 
