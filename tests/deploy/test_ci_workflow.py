@@ -45,6 +45,20 @@ def test_tests_run_against_postgres_15_and_redis_7() -> None:
     assert "uv run pytest" in steps
 
 
+def test_tests_have_node_for_the_agent_clis() -> None:
+    """Claude Code and Codex (tests/e2e/test_agent_clis.py) run on Node, from a cache
+    keyed by the versions tests/support/agent_clis.py pins."""
+    steps = workflow()["jobs"]["test"]["steps"]
+    uses = [str(step.get("uses", "")) for step in steps]
+    node = steps[next(i for i, u in enumerate(uses) if u.startswith("actions/setup-node@"))]
+    assert int(node["with"]["node-version"]) >= 18
+    cache = steps[next(i for i, u in enumerate(uses) if u.startswith("actions/cache@"))]
+    assert cache["with"]["path"] == "~/.cache/neuronetz-gateway/agent-clis"
+    assert "tests/support/agent_clis.py" in cache["with"]["key"]
+    pytest_step = next(i for i, s in enumerate(steps) if "uv run pytest" in str(s.get("run")))
+    assert uses.index(node["uses"]) < pytest_step
+
+
 def test_workflow_uses_python_312_and_the_dockerfiles_uv() -> None:
     document = workflow()
     assert document["env"]["PYTHON_VERSION"] == "3.12"
