@@ -88,6 +88,20 @@ async def test_create_is_answered_and_audited(
     assert seen.header("authorization") is None
 
 
+async def test_the_sync_client_creates_and_counts(
+    claude: anthropic.Anthropic, engine: AsyncEngine
+) -> None:
+    message = claude.messages.create(
+        model=MODEL, max_tokens=100, messages=ASK, extra_headers=rid("msg-sync")
+    )
+    counted = claude.messages.count_tokens(model=MODEL, messages=ASK)
+
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "tok0 tok1 tok2 tok3 tok4 "
+    assert counted.input_tokens == -(-len(ASK[0]["content"]) // 3)  # type: ignore[arg-type]  # a str here
+    assert await audited(engine, "msg-sync") == ("/v1/messages", "ok", 9, 5)
+
+
 async def test_sync_stream_is_audited_with_message_delta_not_the_estimate(
     claude: anthropic.Anthropic, engine: AsyncEngine
 ) -> None:
