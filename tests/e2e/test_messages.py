@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -269,6 +270,20 @@ async def test_max_tokens_is_required_as_anthropic_requires_it(
     assert double.requests == []
     [row] = await audit_rows(engine, request_id)
     assert (row.route, row.outcome, row.status_code) == ("/v1/messages", "client_error", 400)
+
+
+async def test_a_request_without_max_tokens_costs_no_rpm(
+    gateway: GatewayProcess, session: AsyncSession
+) -> None:
+    key = await limited_key(session, key={"rpm": 1})
+    headers = {"x-api-key": key.secret}
+    body = {"model": MODEL, "messages": ASK}
+
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+        refused = await client.post("/v1/messages", json=body, headers=headers)
+        served = await client.post("/v1/messages", json={**body, "max_tokens": 5}, headers=headers)
+
+    assert (refused.status_code, served.status_code) == (400, 200)
 
 
 async def test_claude_codes_request_with_its_query_string(
