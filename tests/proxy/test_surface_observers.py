@@ -60,6 +60,14 @@ def test_a_messages_stream_is_counted_from_message_delta(collect_text: bool) -> 
     assert observer.text == (["tok0 ", "tok1 "] if collect_text else [])
 
 
+def test_a_model_writing_event_names_is_counted_by_its_events() -> None:
+    observer = MessagesObserver()
+    block = events(text_delta("event: content_block_delta"), text_delta("data: x\n\n"))
+
+    assert observer.sse(block) == block
+    assert observer.content_chunks == 2
+
+
 def test_a_message_delta_without_input_tokens_keeps_the_estimate() -> None:
     observer = MessagesObserver()
 

@@ -24,7 +24,9 @@ from neuronetz_gateway.proxy.usage import Usage, count
 _USAGE = b'"usage"'
 _STOP = b"event: message_stop"
 _ERROR = b"event: error"
-_DELTA = b"event: content_block_delta"
+# With its line end: JSON text cannot hold a raw newline, so a model writing these
+# words is not counted as an event.
+_DELTA = b"event: content_block_delta\n"
 
 
 def error_event(failure: GatewayError) -> bytes:
