@@ -16,7 +16,8 @@ from neuronetz_gateway.background import BackgroundTask
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.notify import ChangeHandlers, ChangeListener
 from neuronetz_gateway.db.poll import SqlitePoller
-from neuronetz_gateway.limits import Limiter, MemoryLimiter, RedisLimiter, RespClient, UsageSource
+from neuronetz_gateway.limits import Limiter, MemoryLimiter, RedisLimiter, UsageSource
+from neuronetz_gateway.redis_cluster import RedisCommands
 
 
 def describe(settings: Settings) -> dict[str, str]:
@@ -24,11 +25,17 @@ def describe(settings: Settings) -> dict[str, str]:
     return {
         "mode": "standalone" if settings.standalone else "production",
         "database": "sqlite" if settings.uses_sqlite else "postgres",
-        "limiter": "redis" if settings.redis_url is not None else "memory",
+        "limiter": _limiter_store(settings),
     }
 
 
-def create_limiter(settings: Settings, redis: RespClient | None, usage: UsageSource) -> Limiter:
+def _limiter_store(settings: Settings) -> str:
+    if settings.redis_url is None:
+        return "memory"
+    return "redis-cluster" if settings.redis_cluster else "redis"
+
+
+def create_limiter(settings: Settings, redis: RedisCommands | None, usage: UsageSource) -> Limiter:
     """`RedisLimiter` when Redis is configured, else the in-process `MemoryLimiter`."""
     lease = settings.concurrency_lease_seconds
     default_cap = settings.budget_default_max_output_tokens

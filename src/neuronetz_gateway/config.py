@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from neuronetz_gateway.scripting.resp import RedisAddress
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SQLITE_FILE_NAME = "gateway.db"
 MIN_WORKERS, MAX_WORKERS = 1, 64
@@ -78,6 +80,9 @@ class Settings(BaseSettings):
     # through PgBouncer in transaction pooling mode. None: DATABASE_URL.
     database_listen_url: str | None = None
     redis_url: str | None = None
+    # REDIS_URL is one node (a seed) of a Redis Cluster; the others are discovered
+    # (docs/REDIS_CLUSTER.md).
+    redis_cluster: bool = False
     ollama_base_url: str = "http://127.0.0.1:11434"
     ollama_base_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Requests the gateway sends one server at once (docs/SCHEDULING.md): one number for
@@ -252,6 +257,19 @@ class Settings(BaseSettings):
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("redis_cluster")
+    @classmethod
+    def _check_redis_cluster(cls, value: bool, info: ValidationInfo) -> bool:
+        url = info.data.get("redis_url")
+        if not value or "redis_url" not in info.data:
+            return value  # REDIS_URL itself was invalid: that is the error to report
+        if url is None:
+            raise ValueError("true needs REDIS_URL: a node of the cluster")
+        address = RedisAddress.from_url(url)
+        if address.path is not None or address.db != 0:
+            raise ValueError("a cluster's REDIS_URL is redis:// or rediss:// with database 0")
         return value
 
     @field_validator("data_dir", mode="before")

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.engine import create_engine
+from neuronetz_gateway.redis_cluster import ClusterClient, RedisCommands
 from neuronetz_gateway.scripting.resp import RespClient
 
 # Redis answers in well under a millisecond; a second without an answer means it is
@@ -22,7 +23,7 @@ class Resources:
 
     settings: Settings
     engine: AsyncEngine
-    redis: RespClient | None  # None in standalone mode: the limiter lives in this process
+    redis: RedisCommands | None  # None in standalone mode: the limiter lives in this process
     upstream: aiohttp.ClientSession
 
     async def aclose(self) -> None:
@@ -54,9 +55,12 @@ def create_upstream_session(settings: Settings) -> aiohttp.ClientSession:
     )
 
 
-def create_redis(redis_url: str) -> RespClient:
-    """The process's Redis client: one pipelined connection that gives up after
-    `REDIS_TIMEOUT_SECONDS` (the request then fails closed) and reconnects on next use."""
+def create_redis(redis_url: str, *, cluster: bool = False) -> RedisCommands:
+    """The process's Redis client: one pipelined connection (per master of a cluster,
+    `REDIS_CLUSTER=true`) that gives up after `REDIS_TIMEOUT_SECONDS` (the request then
+    fails closed) and reconnects on next use."""
+    if cluster:
+        return ClusterClient(redis_url, timeout=REDIS_TIMEOUT_SECONDS)
     return RespClient(redis_url, timeout=REDIS_TIMEOUT_SECONDS)
 
 
@@ -66,6 +70,10 @@ async def open_resources(settings: Settings) -> Resources:
     return Resources(
         settings=settings,
         engine=create_engine(settings.effective_database_url),
-        redis=create_redis(settings.redis_url) if settings.redis_url is not None else None,
+        redis=(
+            create_redis(settings.redis_url, cluster=settings.redis_cluster)
+            if settings.redis_url is not None
+            else None
+        ),
         upstream=create_upstream_session(settings),
     )

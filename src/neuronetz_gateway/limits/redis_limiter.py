@@ -19,9 +19,9 @@ from neuronetz_gateway.limits import scripts
 from neuronetz_gateway.limits.script_limiter import ScriptLimiter, ScriptName
 from neuronetz_gateway.limits.types import LimiterUnavailable
 from neuronetz_gateway.limits.usage_source import UsageSource
+from neuronetz_gateway.redis_cluster.commands import RedisCommands
 from neuronetz_gateway.scripting import (
     RedisHost,
-    RespClient,
     Script,
     ScriptFailed,
     StoreUnavailable,
@@ -40,7 +40,7 @@ class RedisScripts:
     """The limiter's scripts on one Redis (`RedisHost`); every failure is
     `LimiterUnavailable`."""
 
-    def __init__(self, client: RespClient) -> None:
+    def __init__(self, client: RedisCommands) -> None:
         self._host = RedisHost(client)
 
     async def run(self, script: ScriptName, keys: Sequence[str], args: Sequence[str]) -> object:
@@ -61,7 +61,7 @@ class RedisLimiter(ScriptLimiter):
 
     def __init__(
         self,
-        redis: RespClient,
+        redis: RedisCommands,
         usage_source: UsageSource,
         *,
         lease_seconds: int,

@@ -1,6 +1,7 @@
 """`RedisHost`: scripts on Redis, shared by every replica of the gateway.
 
-One `EVALSHA` per run over `RespClient` (one pipelined connection per process). A
+One `EVALSHA` per run over `RespClient` (one pipelined connection per process), or
+over `ClusterClient` on a Redis Cluster (one per master, redis_cluster/). A
 Redis that does not know the script (`NOSCRIPT`: restarted, `SCRIPT FLUSH`) gets it
 with `SCRIPT LOAD` and the run is retried once. Packed key lists are cached: callers
 such as the limiter pass the same keys for a whole day.
@@ -19,7 +20,8 @@ from neuronetz_gateway.scripting.host import (
     ScriptFailed,
     StoreUnavailable,
 )
-from neuronetz_gateway.scripting.resp import RespClient, RespError, pack_items
+from neuronetz_gateway.redis_cluster.commands import RedisCommands
+from neuronetz_gateway.scripting.resp import RespError, pack_items
 from neuronetz_gateway.scripting.script import Script
 
 PACKED_KEYS_CACHE_SIZE = 4096
@@ -32,7 +34,7 @@ def _is_noscript(reply: object) -> bool:
 class RedisHost:
     """A `ScriptHost` on one Redis (EVALSHA, SCRIPT LOAD after NOSCRIPT)."""
 
-    def __init__(self, client: RespClient) -> None:
+    def __init__(self, client: RedisCommands) -> None:
         self.client = client
         self._heads: dict[str, bytes] = {}
         self._packed_keys: dict[tuple[str, ...], bytes] = {}

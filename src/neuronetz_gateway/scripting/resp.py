@@ -173,6 +173,21 @@ class RespClient:
             connection.close()
             raise RespError("Redis did not answer in time") from None
 
+    async def execute_adjacent(self, *commands: bytes) -> list[Reply]:
+        """Send whole commands (each from `pack`) back to back, with no command of any
+        other caller in between, and return their replies in order. For pairs that
+        must be adjacent on the connection: Redis Cluster's ASKING and its command."""
+        connection = self._connection
+        if connection is None or connection.lost:
+            connection = await self._connect()
+        try:
+            waiters = [connection.send(command) for command in commands]
+            async with asyncio.timeout(self._timeout):
+                return list(await asyncio.gather(*waiters))
+        except TimeoutError:
+            connection.close()
+            raise RespError("Redis did not answer in time") from None
+
     async def aclose(self) -> None:
         if self._connection is not None:
             self._connection.close()

@@ -1,0 +1,193 @@
+"""A real Redis Cluster of three masters on loopback, for tests (docs/REDIS_CLUSTER.md).
+
+Three `redis-server --cluster-enabled yes` processes, each with its own scratch
+directory and a free port (and the port + 10000 its cluster bus uses), joined by
+`redis-cli --cluster create`. `move_slot` reshards one slot by hand, key by key, the way
+`redis-cli --cluster reshard` does it (SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT
+NODE), with a hook between keys so a test can hold the slot half-migrated under traffic.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+from tests.support.processes import LogTail
+
+MASTERS = 3
+READY_TIMEOUT_SECONDS = 20.0
+# Ports whose cluster bus port (+10000) is below 65536 and outside the ephemeral range.
+PORT_RANGE = (20000, 29999)
+
+
+def available() -> bool:
+    return shutil.which("redis-server") is not None and shutil.which("redis-cli") is not None
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_port() -> int:
+    """A free port whose bus port (+10000) is free too."""
+    while True:
+        port = random.randint(*PORT_RANGE)
+        if _free(port) and _free(port + 10000):
+            return port
+
+
+class RedisClusterNodes:
+    """Three masters and the slots between them; `url` is a seed for `REDIS_URL`."""
+
+    def __init__(self) -> None:
+        self.ports: list[int] = []
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.directory = Path(tempfile.mkdtemp(prefix="nzgw-redis-cluster-"))
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self) -> RedisClusterNodes:
+        for index in range(MASTERS):
+            self._start_node(index)
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{port}" for port in self.ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        self._wait_until_ok()
+        return self
+
+    def _start_node(self, index: int) -> None:
+        port = cluster_port()
+        directory = self.directory / str(port)
+        directory.mkdir()
+        options = {
+            "port": str(port),
+            "bind": "127.0.0.1",
+            "cluster-enabled": "yes",
+            "cluster-config-file": "nodes.conf",
+            "cluster-node-timeout": "15000",
+            "save": "",
+            "appendonly": "no",
+            "dir": str(directory),
+        }
+        process = subprocess.Popen(
+            ["redis-server", *(part for name, v in options.items() for part in (f"--{name}", v))],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        tail = LogTail(directory / "redis.log")
+        assert process.stdout is not None
+        threading.Thread(target=tail.follow, args=(process.stdout,), daemon=True).start()
+        self.ports.append(port)
+        self.processes.append(process)
+        ready = tail.wait_for(lambda line: "Ready to accept connections" in line, 10)
+        if ready is None:
+            raise RuntimeError(f"redis-server {index} did not start:\n{tail.text()}")
+
+    def _wait_until_ok(self) -> None:
+        """Until every node reports cluster_state:ok and the same slot map (the nodes
+        gossip it; nothing announces the moment, so this asks)."""
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while True:
+            states = [
+                self.node(port).execute_command("CLUSTER INFO")["cluster_state"]
+                for port in self.ports
+            ]
+            maps = {
+                str(sorted(self.node(port).execute_command("CLUSTER SLOTS"))) for port in self.ports
+            }
+            if set(states) == {"ok"} and len(maps) == 1:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster not ready: {states}")
+            time.sleep(0.1)
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+
+    def node_id(self, port: int) -> str:
+        return str(self.node(port).execute_command("CLUSTER MYID"))
+
+    def owner(self, slot: int) -> int:
+        """The port of the master serving `slot`, as the first node sees it."""
+        for start, end, master, *_ in self.node(self.ports[0]).execute_command("CLUSTER SLOTS"):
+            if start <= slot <= end:
+                return int(master[1])
+        raise LookupError(f"slot {slot} is not served")
+
+    def keys_at(self, port: int, slot: int) -> list[str]:
+        return list(self.node(port).execute_command("CLUSTER GETKEYSINSLOT", slot, 1000))
+
+    def move_slot(
+        self,
+        slot: int,
+        target: int,
+        between_keys: Callable[[int], None] | None = None,
+        before_handover: Callable[[], None] | None = None,
+    ) -> None:
+        """Move `slot` to the master at port `target`, one key per MIGRATE. After the
+        n-th key `between_keys(n)` runs while the slot is half-migrated; after the last
+        one `before_handover()`, while the keys are all at the target and the slot still
+        belongs to the source."""
+        source = self.owner(slot)
+        source_node, target_node = self.node(source), self.node(target)
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        target_node.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+        source_node.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+        moved = 0
+        while keys := source_node.execute_command("CLUSTER GETKEYSINSLOT", slot, 1):
+            source_node.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+            moved += 1
+            if between_keys is not None:
+                between_keys(moved)
+        if before_handover is not None:
+            before_handover()
+        for port in (target, source, *(p for p in self.ports if p not in (source, target))):
+            self.node(port).execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+
+    def pause(self, port: int) -> None:
+        """Freeze the node (SIGSTOP): it accepts connections and answers nothing."""
+        self.processes[self.ports.index(port)].send_signal(signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        self.processes[self.ports.index(port)].send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
