@@ -37,9 +37,8 @@ def test_key_slot_matches_redis_py(key: str) -> None:
 
 
 def test_key_slot_matches_a_cluster_node(cluster: RedisClusterNodes) -> None:
-    node = cluster.node(cluster.ports[0])
     for key in [*TRICKY_KEYS, *(uuid.uuid4().hex for _ in range(50))]:
-        assert key_slot(key) == node.execute_command("CLUSTER KEYSLOT", key)
+        assert key_slot(key) == cluster.command(cluster.ports[0], "CLUSTER KEYSLOT", key)
 
 
 def test_every_key_of_one_admission_is_in_the_tenants_slot() -> None:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -116,13 +117,8 @@ class RedisClusterNodes:
         gossip it; nothing announces the moment, so this asks)."""
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while True:
-            states = [
-                self.node(port).execute_command("CLUSTER INFO")["cluster_state"]
-                for port in self.ports
-            ]
-            maps = {
-                str(sorted(self.node(port).execute_command("CLUSTER SLOTS"))) for port in self.ports
-            }
+            states = [self.command(port, "CLUSTER INFO")["cluster_state"] for port in self.ports]
+            maps = {str(sorted(self.command(port, "CLUSTER SLOTS"))) for port in self.ports}
             if set(states) == {"ok"} and len(maps) == 1:
                 return
             if time.monotonic() > deadline:
@@ -132,18 +128,23 @@ class RedisClusterNodes:
     def node(self, port: int) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
 
+    def command(self, port: int, *args: str | int) -> Any:
+        """A raw command to one node (redis-py's parsed reply)."""
+        node = self.node(port)
+        return node.execute_command(*args)  # type: ignore[no-untyped-call]  # untyped in redis-py
+
     def node_id(self, port: int) -> str:
-        return str(self.node(port).execute_command("CLUSTER MYID"))
+        return str(self.command(port, "CLUSTER MYID"))
 
     def owner(self, slot: int) -> int:
         """The port of the master serving `slot`, as the first node sees it."""
-        for start, end, master, *_ in self.node(self.ports[0]).execute_command("CLUSTER SLOTS"):
+        for start, end, master, *_ in self.command(self.ports[0], "CLUSTER SLOTS"):
             if start <= slot <= end:
                 return int(master[1])
         raise LookupError(f"slot {slot} is not served")
 
     def keys_at(self, port: int, slot: int) -> list[str]:
-        return list(self.node(port).execute_command("CLUSTER GETKEYSINSLOT", slot, 1000))
+        return list(self.command(port, "CLUSTER GETKEYSINSLOT", slot, 1000))
 
     def move_slot(
         self,
@@ -157,20 +158,19 @@ class RedisClusterNodes:
         one `before_handover()`, while the keys are all at the target and the slot still
         belongs to the source."""
         source = self.owner(slot)
-        source_node, target_node = self.node(source), self.node(target)
         source_id, target_id = self.node_id(source), self.node_id(target)
-        target_node.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
-        source_node.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+        self.command(target, "CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+        self.command(source, "CLUSTER SETSLOT", slot, "MIGRATING", target_id)
         moved = 0
-        while keys := source_node.execute_command("CLUSTER GETKEYSINSLOT", slot, 1):
-            source_node.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+        while keys := self.command(source, "CLUSTER GETKEYSINSLOT", slot, 1):
+            self.command(source, "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
             moved += 1
             if between_keys is not None:
                 between_keys(moved)
         if before_handover is not None:
             before_handover()
         for port in (target, source, *(p for p in self.ports if p not in (source, target))):
-            self.node(port).execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+            self.command(port, "CLUSTER SETSLOT", slot, "NODE", target_id)
 
     def pause(self, port: int) -> None:
         """Freeze the node (SIGSTOP): it accepts connections and answers nothing."""
