@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import hiredis
 import pytest
 
-from neuronetz_gateway.scripting.resp import RespError
 from neuronetz_gateway.redis_cluster import ClusterClient, key_slot
 from neuronetz_gateway.redis_cluster.topology import Redirect
+from neuronetz_gateway.scripting.resp import RespError
 from tests.support.processes import free_port
 from tests.support.redis_cluster import RedisClusterNodes
 

@@ -10,10 +10,10 @@ import pytest
 from redis.crc import key_slot as redis_py_key_slot
 
 from neuronetz_gateway.limits.keys import Periods, subject_keys
-from neuronetz_gateway.scripting.resp import pack_items
 from neuronetz_gateway.redis_cluster.routing import ANY, MASTERS, Route, route
 from neuronetz_gateway.redis_cluster.slots import key_slot
 from neuronetz_gateway.redis_cluster.topology import Redirect, SlotMap, redirect_of
+from neuronetz_gateway.scripting.resp import pack_items
 from tests.support.redis_cluster import RedisClusterNodes
 
 TRICKY_KEYS = [

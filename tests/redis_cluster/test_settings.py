@@ -6,9 +6,9 @@ import pytest
 
 from neuronetz_gateway import backends
 from neuronetz_gateway.config import ConfigError, load_settings
-from neuronetz_gateway.scripting.resp import RespClient
 from neuronetz_gateway.redis_cluster import ClusterClient
 from neuronetz_gateway.resources import create_redis
+from neuronetz_gateway.scripting.resp import RespClient
 
 
 def test_redis_cluster_makes_redis_url_a_seed(monkeypatch: pytest.MonkeyPatch) -> None:

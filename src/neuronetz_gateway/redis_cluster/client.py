@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 import hiredis
 import structlog
 
+from neuronetz_gateway.redis_cluster.routing import Route, route
+from neuronetz_gateway.redis_cluster.topology import Node, Redirect, SlotMap, redirect_of
 from neuronetz_gateway.scripting.resp import (
     DEFAULT_TIMEOUT_SECONDS,
     RedisAddress,
@@ -37,8 +39,6 @@ from neuronetz_gateway.scripting.resp import (
     pack,
     pack_items,
 )
-from neuronetz_gateway.redis_cluster.routing import Route, route
-from neuronetz_gateway.redis_cluster.topology import Node, Redirect, SlotMap, redirect_of
 
 log = structlog.get_logger(__name__)
 

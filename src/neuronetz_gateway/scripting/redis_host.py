@@ -14,13 +14,13 @@ from typing import cast
 
 import hiredis
 
+from neuronetz_gateway.redis_cluster.commands import RedisCommands
 from neuronetz_gateway.scripting.host import (
     Argument,
     Reply,
     ScriptFailed,
     StoreUnavailable,
 )
-from neuronetz_gateway.redis_cluster.commands import RedisCommands
 from neuronetz_gateway.scripting.resp import RespError, pack_items
 from neuronetz_gateway.scripting.script import Script
 
