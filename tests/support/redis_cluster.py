@@ -84,6 +84,61 @@ class RedisClusterNodes:
         self._wait_until_ok()
         return self
 
+    def add_replica(self, master: int) -> int:
+        """Start one more node as a replica of the master at port `master`; its port,
+        once it has the master's data."""
+        self._start_node(len(self.ports))
+        port = self.ports[-1]
+        subprocess.run(
+            [
+                "redis-cli",
+                "--cluster",
+                "add-node",
+                f"127.0.0.1:{port}",
+                f"127.0.0.1:{master}",
+                "--cluster-slave",
+                "--cluster-master-id",
+                self.node_id(master),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        self._wait_for(
+            lambda: self.command(port, "INFO", "replication").get("master_link_status") == "up",
+            "replica never in sync",
+        )
+        return port
+
+    def kill(self, port: int) -> None:
+        """SIGKILL the node: it answers nothing and refuses connections."""
+        process = self.processes[self.ports.index(port)]
+        process.kill()
+        process.wait()
+
+    def take_over(self, replica: int) -> None:
+        """Promote `replica` at once (CLUSTER FAILOVER TAKEOVER, no vote), and wait
+        until every live master sees it as the owner of its slots."""
+        self.command(replica, "CLUSTER FAILOVER", "TAKEOVER")
+        alive = [
+            p for p, proc in zip(self.ports, self.processes, strict=True) if proc.poll() is None
+        ]
+        self._wait_for(
+            lambda: all(
+                any(int(entry[2][1]) == replica for entry in self.command(p, "CLUSTER SLOTS"))
+                for p in alive
+            ),
+            "the replica was never promoted",
+        )
+
+    def _wait_for(self, condition: Callable[[], bool], failure: str) -> None:
+        """The nodes announce nothing to a client: ask until `condition` holds."""
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while not condition():
+            if time.monotonic() > deadline:
+                raise RuntimeError(failure)
+            time.sleep(0.05)
+
     def _start_node(self, index: int) -> None:
         port = cluster_port()
         directory = self.directory / str(port)

@@ -14,6 +14,9 @@ redirection is followed, never guessed at:
   `tryagain_budget_seconds`; after that the node's error is the reply (the limiter then
   fails closed).
 - `CLUSTERDOWN`: returned as it is (the caller fails closed); the map is read again.
+- A node that does not answer: the command fails (`RespError`) and the map is read
+  again, from the other nodes first, so after a failover the next commands go to the
+  promoted replica.
 A redirection means the node executed nothing, so following it can neither lose nor
 double a write. A command whose fate is unknown (no reply in time, a dropped
 connection) is never sent again: `RespError`, as on one Redis.
@@ -54,6 +57,9 @@ TRYAGAIN_LONGEST_PAUSE_SECONDS = 0.05
 # After a failed map refresh, commands use the map they have for this long before the
 # next attempt (so a dead seed does not cost every command a timeout).
 REFRESH_RETRY_SECONDS = 1.0
+# After a read that found nothing moved, the next one waits this long (a dead master
+# fails every command sent to it; each would ask for the map again).
+REFRESH_MIN_INTERVAL_SECONDS = 0.1
 
 RedirectHook = Callable[[Redirect], None]
 
@@ -85,6 +91,7 @@ class ClusterClient:
         self._stale = True
         self._next_refresh = 0.0
         self._refreshing: asyncio.Lock | None = None
+        self._suspects: set[Node] = set()
         self._clients: dict[Node, RespClient] = {}
 
     @property
@@ -115,10 +122,14 @@ class ClusterClient:
         asking, redirects, deadline, pause = False, 0, 0.0, TRYAGAIN_FIRST_PAUSE_SECONDS
         while True:
             client = self._client(node)
-            if asking:
-                reply = (await client.execute_adjacent(ASKING, command))[1]
-            else:
-                reply = await client.execute_packed(count, data)
+            try:
+                if asking:
+                    reply = (await client.execute_adjacent(ASKING, command))[1]
+                else:
+                    reply = await client.execute_packed(count, data)
+            except RespError:
+                self._lost(node)
+                raise
             redirect = redirect_of(reply, node)
             if redirect is None:
                 return reply
@@ -146,11 +157,22 @@ class ClusterClient:
         """Run the command on every master: the first error reply, else the first reply."""
         await self._fresh_map()
         masters = self._map.masters
-        replies = await asyncio.gather(
-            *(self._client(node).execute_packed(count, data) for node in masters)
-        )
+        replies = await asyncio.gather(*(self._on_master(node, count, data) for node in masters))
         errors = [reply for reply in replies if isinstance(reply, hiredis.ReplyError)]
         return errors[0] if errors else replies[0]
+
+    async def _on_master(self, node: Node, count: int, data: bytes) -> Reply:
+        try:
+            return await self._client(node).execute_packed(count, data)
+        except RespError:
+            self._lost(node)
+            raise
+
+    def _lost(self, node: Node) -> None:
+        """A node did not answer: it may have failed over, so the map is read again
+        (from the other nodes first) before the next command."""
+        self._stale = True
+        self._suspects.add(node)
 
     async def _owner(self, target: Route) -> Node:
         await self._fresh_map()
@@ -168,15 +190,22 @@ class ClusterClient:
         `RespError` if there is no map at all and no node gives one."""
         if not self._stale:
             return
+        loop = asyncio.get_running_loop()
+        if self._map.masters and loop.time() < self._next_refresh:
+            return  # read a moment ago: the map we have serves meanwhile
         if self._refreshing is None:
             self._refreshing = asyncio.Lock()
         async with self._refreshing:
-            loop = asyncio.get_running_loop()
             if not self._stale or (self._map.masters and loop.time() < self._next_refresh):
                 return
             fresh = await self._read_map()
             if fresh is not None:
+                if fresh.owners == self._map.owners:
+                    # Nothing moved (a dead master not replaced yet): read it again only
+                    # after a pause, not for every command that fails there.
+                    self._next_refresh = loop.time() + REFRESH_MIN_INTERVAL_SECONDS
                 self._map, self._stale = fresh, False
+                self._suspects.clear()
                 log.info("redis_cluster_slots_read", masters=len(fresh.masters))
             elif self._map.masters:
                 self._next_refresh = loop.time() + REFRESH_RETRY_SECONDS
@@ -185,8 +214,11 @@ class ClusterClient:
                 raise RespError("no Redis Cluster node gave the slot map")
 
     async def _read_map(self) -> SlotMap | None:
-        """The map as the first node to answer sees it (known masters, then the seed)."""
-        for node in dict.fromkeys((*self._map.masters, self._seed)):
+        """The map as the first node to answer sees it: known masters, the seed, and
+        last the nodes that did not answer a command."""
+        suspects = self._suspects
+        healthy = (node for node in (*self._map.masters, self._seed) if node not in suspects)
+        for node in dict.fromkeys((*healthy, *suspects)):
             try:
                 reply = await self._client(node).execute(*CLUSTER_SLOTS)
                 fresh = SlotMap.parse(reply, node)
