@@ -16,6 +16,7 @@ SCENARIOS = (
     "smuggling",
     "transport",
     "memory",
+    "queue",
 )
 
 
@@ -44,6 +45,13 @@ class BenchConfig:
     transport_attack_seconds: float = 13.0
     transport_slowloris: int = 200
     worker_rounds: int = 3
+    # The contended queue (scenario 10): clients sending streams of `queue_chunks` chunks
+    # `queue_interval_ms` apart through `queue_slots` slots, for `queue_seconds`.
+    queue_slots: int = 4
+    queue_clients: int = 32
+    queue_chunks: int = 10
+    queue_interval_ms: float = 10.0
+    queue_seconds: float = 10.0
     settle_seconds: float = 1.5
     granian: bool = True
     admin_database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -78,6 +86,8 @@ QUICK = replace(
     flood_seconds=0.5,
     profile_seconds=1.0,
     transport_cost_requests=300,
+    queue_seconds=1.0,
+    queue_clients=8,
     transport_attack_seconds=1.5,
     transport_slowloris=20,
     worker_rounds=1,

@@ -136,6 +136,14 @@ def evaluate(results: dict[str, Any]) -> list[Check]:
         _Checks("5 auth flood", checks).add(
             "legit p99 with / without", "<= 2.0 x", ratio, "x", _at_most(2)
         )
+    contended = results.get("queue", {})
+    if contended:
+        queue = _Checks("10 queue", checks)
+        queue.add(
+            "errors with the queue", "0", _get(contended, "queued", "errors"), "", _at_most(0)
+        )
+        queue.info("gateway CPU per grant", _get(contended, "cost_per_grant_us", "gateway"), "us")
+        queue.info("Redis CPU per grant", _get(contended, "cost_per_grant_us", "redis"), "us")
     return checks
 
 

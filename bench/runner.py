@@ -28,6 +28,7 @@ from bench.requests import NATIVE_CHAT, STREAMED_SURFACES, Target
 from bench.scenarios import (
     flood,
     memory,
+    queue,
     sequential,
     smuggling,
     streams,
@@ -84,10 +85,13 @@ class Run:
         server: Server = Server.UVICORN,
         name: str = "gateway",
         workers: str = "1",
+        slots: str | None = None,
     ) -> Service:
         assert self.key is not None
         env = stack.gateway_environment(self.database_url, self.config.redis_url, upstream)
         env["GATEWAY_WORKERS"] = workers
+        if slots is not None:
+            env["OLLAMA_SLOTS"] = slots
         return self.service(stack.start_gateway(self.workdir, env, self.key, server, name))
 
     def gateway_target(self, service: Service, name: str = "gateway") -> Target:
@@ -160,6 +164,8 @@ class Run:
             self.results["transport"] = timed(
                 "transport limits", lambda: self._transport(gateway_service)
             )
+        if config.runs("queue"):
+            self.results["queue"] = timed("queue (contended)", self._queue)
         if config.granian:
             timed("granian", lambda: self._granian(stub, direct, bare, gateway))
         gateway_service.stop()
@@ -199,6 +205,30 @@ class Run:
                     warmup_seconds=config.wrk_warmup_seconds,
                 ),
             )
+
+    def _queue(self) -> dict[str, Any]:
+        """Scenario 10: a slow stub behind a gateway with few slots, and one without."""
+        config = self.config
+        stub = self.service(
+            stack.start_stub(
+                self.workdir, chunks=config.queue_chunks, interval_ms=config.queue_interval_ms
+            )
+        )
+        queued = self.gateway(stub.base_url, name="gateway-queued", slots=str(config.queue_slots))
+        unqueued = self.gateway(stub.base_url, name="gateway-unqueued", slots="0")
+        try:
+            return queue.run(
+                self.gateway_target(queued, "gateway-queued"),
+                self.gateway_target(unqueued, "gateway-unqueued"),
+                config.redis_url,
+                clients=config.queue_clients,
+                seconds=config.queue_seconds,
+                slots=config.queue_slots,
+            )
+        finally:
+            queued.stop()
+            unqueued.stop()
+            stub.stop()
 
     def _workers(self, stub: Service, single: Target) -> dict[str, Any]:
         """Scenario 6: the one-worker gateway against one with GATEWAY_WORKERS=auto."""

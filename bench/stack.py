@@ -79,6 +79,9 @@ def gateway_environment(database_url: str, redis_url: str, upstream: str) -> dic
         # One worker: the scenarios compare one process with the bare proxy and granian;
         # the workers scenario sets `auto` itself.
         "GATEWAY_WORKERS": "1",
+        # Slots to spare: every request acquires and releases one (the queue's slots-free
+        # cost), none waits. The contended queue is scenario 10 (bench/scenarios/queue.py).
+        "OLLAMA_SLOTS": "10000",
     }
 
 

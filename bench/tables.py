@@ -164,6 +164,23 @@ def transport_table(data: dict[str, Any]) -> str:
     return cost + "\n\n" + "\n".join(lines)
 
 
+def queue_table(data: dict[str, Any]) -> str:
+    rows = []
+    for name in ("queued", "unqueued"):
+        result = data[name]
+        rows.append([
+            name, f"{result['rps']:,.1f}", str(result["requests"]),
+            str(result["gateway_cpu_us_per_request"]), str(result["redis_cpu_us_per_request"]),
+            str(result["errors"]),
+        ])  # fmt: skip
+    header = ["gateway", "req/s", "requests", "gateway CPU us/req", "Redis CPU us/req", "errors"]
+    cost = data["cost_per_grant_us"]
+    return (
+        table(header, rows)
+        + f"\nqueue's own cost per grant: gateway {cost['gateway']} us, Redis {cost['redis']} us"
+    )
+
+
 def render(results: dict[str, Any]) -> str:
     """Every table of a run, targets first."""
     parts = ["== targets ==", checks_table(evaluate(results))]
@@ -193,6 +210,10 @@ def render(results: dict[str, Any]) -> str:
         parts += ["", "== 4 memory ==", memory_table(results["memory"], results.get("streams", {}))]
     if "auth_flood" in results:
         parts += ["", "== 5 auth flood ==", flood_table(results["auth_flood"])]
+    if "queue" in results:
+        data = results["queue"]
+        title = f"== 10 queue: {data['clients']} clients, {data['slots']} slots =="
+        parts += ["", title, queue_table(data)]
     servers = results.get("servers")
     if servers:
         parts += [

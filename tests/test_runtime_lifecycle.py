@@ -13,7 +13,7 @@ from neuronetz_gateway.config import Settings
 from neuronetz_gateway.resources import Resources, open_resources
 from neuronetz_gateway.runtime import GatewayRuntime
 
-STEPS = 6  # the runtime's services
+STEPS = 7  # the runtime's services
 Step = Callable[[], Awaitable[None]]
 
 
@@ -107,6 +107,7 @@ async def test_a_started_runtime_closes_everything_in_reverse_once(
         "model-discovery",
         "retention",
         "upstream-prober",
+        "queue",
     }
     await runtime.aclose()
     await runtime.aclose()

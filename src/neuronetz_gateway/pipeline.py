@@ -53,6 +53,7 @@ from neuronetz_gateway.proxy.reading import ModelRequest, read_request
 from neuronetz_gateway.proxy.usage import Usage
 from neuronetz_gateway.refusals import refused_error
 from neuronetz_gateway.runtime import GatewayRuntime
+from neuronetz_gateway.scheduler import SlotRequest, WaitTicket
 
 log = structlog.get_logger(__name__)
 
@@ -131,16 +132,32 @@ class Pipeline:
     async def _model_request(self, exchange: Exchange, route: Route, principal: Principal) -> None:
         parsed = await self._read_request(exchange, route)
         model = self._authorize(exchange, principal, parsed.model)
+        slot = self._slot_request(route, principal, model)  # before admission: one write
         estimate = estimate_prompt_tokens(parsed.prompt_text_bytes())
         surfaces.check_output_cap(route, parsed.client_cap)
         admission = await self._admit(exchange, route, principal, estimate, parsed.client_cap)
         observer = surfaces.observer_for(route, collect_text=principal.prompt_logging)
         try:
             body = self._prepare(exchange, route, parsed, admission, observer)
-            request = UpstreamRequest(route, exchange.method, body, model.name, model.upstreams)
+            request = UpstreamRequest(
+                route, exchange.method, body, model.name, model.upstreams, slot=slot
+            )
             await self._proxy(exchange, request, observer, admission.ticket)
         finally:
             await self._settle(exchange, route, admission.ticket, observer, estimate)
+
+    def _slot_request(
+        self, route: Route, principal: Principal, model: CatalogModel
+    ) -> SlotRequest | None:
+        """The claim on a slot of a request on a route that takes one (docs/SCHEDULING.md):
+        it may wait `QUEUE_MAX_WAIT_SECONDS` in total over every attempt. Its first try
+        starts now, so that it shares a write with the admission script sent next."""
+        scheduler = self.runtime.scheduler
+        if scheduler is None or not route.takes_slot:
+            return None
+        deadline = asyncio.get_running_loop().time() + self.settings.queue_max_wait_seconds
+        ticket = WaitTicket(str(principal.tenant_id), principal.tenant_weight, deadline)
+        return scheduler.request(model.upstreams, ticket)
 
     async def _show(self, exchange: Exchange, route: Route, principal: Principal) -> None:
         parsed = await self._read_request(exchange, route)

@@ -37,6 +37,9 @@ from neuronetz_gateway.outcome import decide
 from neuronetz_gateway.proxy.probe import UpstreamProber
 from neuronetz_gateway.proxy.upstreams import UpstreamPool
 from neuronetz_gateway.resources import Resources
+from neuronetz_gateway.scheduler import SlotScheduler
+from neuronetz_gateway.scheduler.factory import create_queue
+from neuronetz_gateway.scheduler.service import QueueService
 
 log = structlog.get_logger(__name__)
 
@@ -89,6 +92,9 @@ class GatewayRuntime:
             resources.redis,
             BufferedUsageSource(PostgresUsageSource(resources.engine), self.audit),
         )
+        queue = create_queue(settings, resources.redis, self.upstreams)
+        self.scheduler: SlotScheduler | None = queue[0] if queue is not None else None
+        self.queue: QueueService | None = queue[1] if queue is not None else None
         self.discovery = DiscoveryTask(resources.engine, resources.upstream, settings, self.catalog)
         self.retention = RetentionTask(resources.engine, settings)
         self.metrics = RequestMetrics(settings.metrics_max_tenants)
@@ -112,7 +118,7 @@ class GatewayRuntime:
     def services(self) -> tuple[BackgroundTask, ...]:
         """The background services in start order. They close in reverse order, so the
         audit writer flushes after every service that could still record."""
-        return (
+        services: tuple[BackgroundTask, ...] = (
             self.sampler,
             self.audit,
             self.listener,
@@ -120,6 +126,7 @@ class GatewayRuntime:
             self.retention,
             self.prober,
         )
+        return services if self.queue is None else (*services, self.queue)
 
     async def start(self) -> None:
         """Start every service in order (once); if one fails, close those started, in

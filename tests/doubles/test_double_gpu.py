@@ -3,6 +3,7 @@ the per-request records tests measure concurrency and waiting with."""
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 
 from tests.doubles.conftest import CHAT_MODEL, EMBED_MODEL, HELLO, READ_TIMEOUT
 from tests.doubles.ollama import QUEUE_FULL, OllamaDouble, RecordedRequest, timeline
+from tests.doubles.ollama.gpu import Gpu
 
 
 def _chat(base_url: str, content: str, *, stream: bool = True) -> httpx.Response:
@@ -161,3 +163,30 @@ def test_timeline_helpers() -> None:
     assert timeline.busy_time(intervals, 0.0, 4.0, at_least=1) == pytest.approx(4.0)
     assert timeline.busy_time(intervals, 0.0, 4.0, at_least=2) == pytest.approx(1.0)
     assert timeline.busy_time(intervals, 1.5, 2.5, at_least=2) == pytest.approx(0.5)
+
+
+async def test_a_waiter_cancelled_as_a_runner_frees_does_not_keep_it() -> None:
+    """The runner freed in the same turn as a waiter's cancellation goes to the next
+    waiter, not to the cancelled one (which would hold it forever)."""
+    gpu = Gpu()
+    gpu.parallel = 1
+    release = asyncio.Event()
+    served: list[str] = []
+
+    async def request(name: str) -> None:
+        async with gpu.runner():
+            served.append(name)
+            if name == "first":
+                await release.wait()
+
+    first = asyncio.create_task(request("first"))
+    await asyncio.sleep(0)
+    leaving = asyncio.create_task(request("leaving"))
+    staying = asyncio.create_task(request("staying"))
+    await asyncio.sleep(0)
+    release.set()  # the first request ends in the next turn ...
+    leaving.cancel()  # ... just before the cancelled waiter leaves the queue
+    await asyncio.wait_for(asyncio.gather(first, staying), 2)
+
+    assert leaving.cancelled()
+    assert served == ["first", "staying"]

@@ -256,7 +256,7 @@ async def test_upstream_4xx_is_passed_sanitised(caller: Caller, double: OllamaDo
 
 
 @BOTH_BACKENDS
-@pytest.mark.parametrize("status", [500, 503])
+@pytest.mark.parametrize("status", [500, 502])
 async def test_upstream_5xx_becomes_generic_502(
     caller: Caller, double: OllamaDouble, engine: AsyncEngine, status: int
 ) -> None:
@@ -271,6 +271,24 @@ async def test_upstream_5xx_becomes_generic_502(
     assert "gpu-host" not in response.text
     [row] = await audit_rows(engine, f"five-{status}")
     assert row.outcome == "upstream_error"
+
+
+@BOTH_BACKENDS
+async def test_ollamas_own_503_is_server_busy_with_retry_after(
+    caller: Caller, double: OllamaDouble, engine: AsyncEngine
+) -> None:
+    double.fail_with = (503, "server busy, please try again.  maximum pending requests exceeded")
+    response = await caller.client.post(
+        "/v1/chat/completions",
+        json=chat(),
+        headers={**caller.auth, "X-Request-ID": "ollama-busy"},
+    )
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "server_busy"
+    assert response.json()["error"]["message"] == "server busy, retry shortly"
+    [row] = await audit_rows(engine, "ollama-busy")
+    assert row.outcome == "unavailable"
 
 
 @BOTH_BACKENDS

@@ -150,7 +150,10 @@ async def _sums(engine: AsyncEngine, key: KeyFixture) -> tuple[tuple[int, ...], 
 async def test_sigterm_under_load_loses_no_audit_or_usage_row(
     database_url: str, double: OllamaDouble, engine: AsyncEngine, limited_key: KeyFixture
 ) -> None:
-    env = gateway_env(database_url, double, SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS))
+    # No gateway queue (OLLAMA_SLOTS=0): every request is upstream when the signal comes.
+    env = gateway_env(
+        database_url, double, SHUTDOWN_GRACE_SECONDS=str(GRACE_SECONDS), OLLAMA_SLOTS="0"
+    )
     gateway = GatewayProcess(env)
     gateway.start()
     assert gateway.wait_for_log("model_catalog_ready", timeout=15) is not None

@@ -94,6 +94,7 @@ class AccessLog:
             latency_ms=round(latency_ms, 2),
             ttfb_ms=round(first_byte_ms, 2) if first_byte_ms is not None else None,
             upstream_ms=round(upstream_ms, 2) if upstream_ms is not None else None,
+            queue_ms=round(exchange.queue_ms, 2) if exchange.queue_ms is not None else None,
             upstream=exchange.upstream,
             client_ip=exchange.client_ip,
         )

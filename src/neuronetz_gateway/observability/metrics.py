@@ -146,3 +146,39 @@ READINESS_CHECK_OK = Gauge(
     ["check"],
     multiprocess_mode="livemostrecent",
 )
+
+# The gateway's queue for Ollama's slots (docs/SCHEDULING.md, docs/REFERENCE.md §10).
+QUEUE_WAIT_BUCKETS = (
+    0.0,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    "neuronetz_queue_wait_seconds",
+    "Time a request waited for a slot of an Ollama server (0 when one was free), observed "
+    "when the wait ended: granted, timed out or left.",
+    buckets=QUEUE_WAIT_BUCKETS,
+)
+QUEUED_REQUESTS = Gauge(
+    "neuronetz_queued_requests",
+    "Requests of this process waiting for a slot of an Ollama server.",
+    multiprocess_mode="livesum",
+)
+UPSTREAM_SLOTS_IN_USE = Gauge(
+    "neuronetz_upstream_slots_in_use",
+    "Slots of each Ollama server (ollama_N, in OLLAMA_BASE_URLS order) held by this "
+    "process's requests.",
+    ["upstream"],
+    multiprocess_mode="livesum",
+)

@@ -87,7 +87,9 @@ class RequestMetrics:
             timings[1].observe(exchange.first_byte_ms / 1000.0)
 
         if exchange.upstream_ms is not None:
-            timings[2].observe(max(0.0, latency_ms - exchange.upstream_ms) / 1000.0)
+            # Time waiting for a slot is Ollama's capacity, not the gateway's own work.
+            own = latency_ms - exchange.upstream_ms - (exchange.queue_ms or 0.0)
+            timings[2].observe(max(0.0, own) / 1000.0)
             self._observe_upstream(route, exchange.upstream, exchange.upstream_ms)
         if exchange.prompt_tokens or exchange.completion_tokens:
             self._count_tokens(exchange)

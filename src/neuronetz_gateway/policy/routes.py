@@ -42,6 +42,12 @@ class Route:
     streams_by_default: bool = False
     produces_output: bool = True
 
+    @property
+    def takes_slot(self) -> bool:
+        """Whether a request holds a slot of its Ollama server while it runs: the
+        generating and embedding routes (docs/REFERENCE.md §10)."""
+        return self.kind is RouteKind.MODEL
+
 
 def _route(
     path: str,

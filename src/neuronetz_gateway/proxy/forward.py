@@ -11,6 +11,12 @@ status with a sanitised message (404 becomes the gateway's own "model not found"
 5xx and redirects become 502, connection failures 502, timeouts 504, and no server in
 rotation 503 with `Retry-After`. Errors after a stream started are relayed in-band by
 `relay`. Every failure is reported to the pool, which ejects servers that are gone.
+
+A request on a route that takes a slot (`UpstreamRequest.queue`) gets its server from
+the scheduler (docs/SCHEDULING.md): it may wait for a slot, holds it for the attempt,
+and gives it back before a retry takes one elsewhere. Ollama's own 503 before any byte
+(its queue is full) is tried on another server with the model, else answered 503
+`server_busy`; the server is not ejected: it answered.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from neuronetz_gateway.proxy.upstreams import (
     Upstream,
     UpstreamPool,
 )
+from neuronetz_gateway.scheduler import Grant, SlotRequest, server_busy
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +75,10 @@ def no_upstream(model: str | None, retry_after: int) -> GatewayError:
     )
 
 
+class OllamaBusy(Exception):
+    """Ollama answered 503 before any byte was relayed: its own queue is full."""
+
+
 class NoAnswer(Exception):
     """Nothing came back from the upstream: the request may go to another server.
 
@@ -88,6 +99,9 @@ class UpstreamRequest:
     body: bytes | None = None
     model: str | None = None
     holders: Collection[str] = ()
+    # Set on routes that take a slot (docs/SCHEDULING.md): the scheduler, who waits and
+    # until when, and the slot tried for beside the admission.
+    slot: SlotRequest | None = None
 
 
 class Forwarder:
@@ -103,10 +117,12 @@ class Forwarder:
         """Send `request` to a server among its holders and relay the answer."""
         pool = self._pool
         tried: list[Upstream] = []
+        busy = False
         for _ in range(MAX_ATTEMPTS):
-            upstream = pool.pick(request.holders, exclude=tried)
-            if upstream is None:
+            grant = await self._place(exchange, request, tried)
+            if grant is None:
                 break
+            upstream = grant.upstream
             tried.append(upstream)
             try:
                 await self._attempt(exchange, upstream, request, observer)
@@ -118,10 +134,36 @@ class Forwarder:
                     attempt=len(tried),
                 )
                 continue
+            except OllamaBusy:
+                busy = True
+                log.info("upstream_busy", upstream=upstream.label, attempt=len(tried))
+                continue
+            finally:
+                if request.slot is not None:
+                    request.slot.scheduler.release(grant)
             return
+        if busy:
+            raise server_busy()
         if not tried:
             raise no_upstream(request.model, pool.retry_after(request.holders))
         raise upstream_failed(502, "upstream unavailable")
+
+    async def _place(
+        self, exchange: Exchange, request: UpstreamRequest, tried: list[Upstream]
+    ) -> Grant | None:
+        """The server for the next attempt: a slot from the scheduler when the request
+        takes one (waiting for it if need be), else the pool's pick; None: no server."""
+        slot = request.slot
+        if slot is not None:
+            started = time.perf_counter()
+            prefetched = slot.prefetched if not tried else None
+            try:
+                return await slot.scheduler.acquire(request.holders, tried, slot.ticket, prefetched)
+            finally:  # the wait of every attempt, granted or not (audit_log.queue_ms)
+                waited = (time.perf_counter() - started) * 1000.0
+                exchange.queue_ms = (exchange.queue_ms or 0.0) + waited
+        upstream = self._pool.pick(request.holders, exclude=tried)
+        return None if upstream is None else Grant(upstream, "", None)
 
     async def _attempt(
         self,
@@ -200,6 +242,8 @@ async def _relay(
     request: UpstreamRequest,
     observer: StreamObserver,
 ) -> None:
+    if response.status == 503 and request.model is not None:
+        raise OllamaBusy  # before any byte: another server may take it (module docstring)
     if response.status >= 300:
         raise await _error_from(response, request.model)
     if response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):

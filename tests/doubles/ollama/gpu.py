@@ -59,7 +59,7 @@ class Gpu:
                 if turn.done() and not turn.cancelled():
                     self._running -= 1  # granted and cancelled in the same turn
                     self._wake()
-                else:
+                elif turn in self._waiting:
                     self._waiting.remove(turn)
                 raise
         else:
@@ -74,6 +74,8 @@ class Gpu:
         """Hand free runners to the longest-waiting requests."""
         while self._waiting and self._has_room():
             turn = self._waiting.popleft()
+            if turn.done():
+                continue  # its request was cancelled and has not left the queue yet
             self._running += 1
             turn.set_result(None)
 

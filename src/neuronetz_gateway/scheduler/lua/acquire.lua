@@ -1,0 +1,66 @@
+-- acquire: a slot for one request, or a place in the queue (docs/SCHEDULING.md).
+-- ARGV[BASE..]: tenant, weight, waiter id, enqueue ('1': wait if no slot is free; '0':
+-- only try), m, then m eligible server ids.
+-- Reply: {1, server, woken, ''} granted on server; {0, '', woken, next expiry} queued
+-- (or, when only trying, not queued).
+heartbeat()
+local tenant, weight, id = ARGV[BASE], tonumber(ARGV[BASE + 1]), ARGV[BASE + 2]
+local enqueue = ARGV[BASE + 3] == '1'
+local m = tonumber(ARGV[BASE + 4])
+local eligible = {}
+for k = 1, m do
+  local i = INDEX[ARGV[BASE + 4 + k]]
+  if i then
+    eligible[#eligible + 1] = i
+    grant_free(i)
+  end
+end
+local arrival = redis.call('INCR', K_ARRIVALS)
+-- The server with the most free slots; ties in turn (by arrival).
+local best, most = nil, 0
+local count = #eligible
+for k = 0, count - 1 do
+  local i = eligible[(arrival + k) % count + 1]
+  local free = SLOTS[i] - redis.call('ZCARD', held(i))
+  if free > most then
+    best, most = i, free
+  end
+end
+if best then
+  charge(tenant, weight, best)
+  redis.call('ZADD', held(best), NOW + LEASE, id)
+  return {1, SERVER[best], woken, ''}
+end
+if not enqueue then
+  return {0, '', woken, ''}
+end
+-- Queued. A tenant that was waiting nowhere starts level with the servers' virtual time.
+local waiting = false
+for j = 1, N do
+  if redis.call('ZSCORE', ready(j), tenant) then
+    waiting = true
+  end
+end
+local tag = tag_of(tenant)
+if not waiting then
+  local least = nil
+  for _, i in ipairs(eligible) do
+    local vt = vt_of(i)
+    if least == nil or vt < least then
+      least = vt
+    end
+  end
+  if least ~= nil and least > tag then
+    tag = least
+    redis.call('HSET', K_TAGS, tenant, int(tag))
+  end
+end
+local stamp = string.format('%016d', arrival)
+local names = {}
+for _, i in ipairs(eligible) do
+  redis.call('ZADD', wait(i), 0, tenant .. ':' .. stamp .. ':' .. id)
+  redis.call('ZADD', ready(i), int(tag), tenant)
+  names[#names + 1] = SERVER[i]
+end
+redis.call('HSET', K_WAITERS, id, table.concat({tenant, stamp, int(weight), REPLICA, table.concat(names, ',')}, '|'))
+return {0, '', woken, next_expiry()}

@@ -1,0 +1,430 @@
+"""`SlotScheduler`: this process's side of the gateway's queue (docs/SCHEDULING.md).
+
+A request that takes a slot calls `acquire` for a server among its model's holders; it
+gets a `Grant` at once when a slot is free, or waits in the queue (across replicas, in
+weighted fair order) until a script grants it one, until `QUEUE_MAX_WAIT_SECONDS` (503
+`server_busy`), or until its client leaves (cancellation: it leaves the queue at once).
+`release` gives the slot back when the response ended, without delaying anybody.
+
+Every decision is one script on the `ScriptStore`; this class keeps only what is local:
+the futures of this process's waiters (woken by a script's reply, by a wake-up message
+of another replica, or by the tick's report), and the grants it holds (their leases are
+refreshed by `tick`). A server with `OLLAMA_SLOTS=0` has no queue: a request its
+holders include goes there (or to another unlimited holder) without any script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Collection, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from neuronetz_gateway.errors import unavailable
+from neuronetz_gateway.observability.metrics import (
+    QUEUE_WAIT_SECONDS,
+    QUEUED_REQUESTS,
+    UPSTREAM_SLOTS_IN_USE,
+)
+from neuronetz_gateway.proxy.upstreams import Upstream, UpstreamPool
+from neuronetz_gateway.scheduler.errors import server_busy
+from neuronetz_gateway.scheduler.layout import Layout, ServerSlots, server_id
+from neuronetz_gateway.scheduler.store import QueueUnavailable, ScriptName, ScriptStore
+from neuronetz_gateway.scripting import Reply
+
+log = structlog.get_logger(__name__)
+
+TICK_SECONDS = 1.0
+# A tick aimed at a lease's expiry runs this much after it (clocks of Redis and replicas).
+EXPIRY_MARGIN_SECONDS = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class WaitTicket:
+    """Who asks for a slot, and until when (the event loop's clock) it may wait."""
+
+    tenant: str
+    weight: int
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A server to forward to; `server` is None for a server without a queue."""
+
+    upstream: Upstream
+    id: str
+    server: ServerSlots | None
+
+
+Prefetch = asyncio.Future[Grant | None]
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRequest:
+    """One request's claim on a slot: its scheduler, who waits and until when, and the
+    try started beside its admission (`SlotScheduler.request`)."""
+
+    scheduler: SlotScheduler
+    ticket: WaitTicket
+    prefetched: Prefetch | None
+
+
+class WaiterGone(Exception):
+    """The queue lost this waiter (its replica was taken for dead): it was never granted."""
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(items: object) -> list[tuple[str, str]]:
+    values = [_text(v) for v in items] if isinstance(items, list) else []
+    return list(zip(values[::2], values[1::2], strict=False))
+
+
+class SlotScheduler:
+    """Slots and the queue for this process's requests; see the module docstring."""
+
+    def __init__(
+        self,
+        store: ScriptStore,
+        pool: UpstreamPool,
+        slots: Sequence[int],
+        *,
+        lease_seconds: float,
+        replica: str | None = None,
+        wake_channels: bool = True,
+    ) -> None:
+        """`slots[i]` belongs to `pool.upstreams[i]`; `wake_channels` False: no
+        pub/sub (standalone: every waiter is this process's, woken from replies)."""
+        self._store = store
+        self._pool = pool
+        limited = [
+            ServerSlots(u, slots[u.index], server_id(u.base_url), f"ollama_{u.index}")
+            for u in pool.upstreams
+            if slots[u.index] > 0
+        ]
+        self.layout = Layout.build(limited)
+        self._by_url = {s.upstream.base_url: s for s in limited}
+        self._lease_ms = int(lease_seconds * 1000)
+        self.refresh_interval = lease_seconds / 3
+        self.replica = replica or uuid.uuid4().hex
+        self._channel = self.layout.wake_channel() if wake_channels else ""
+        self._waiters: dict[str, asyncio.Future[str]] = {}
+        self._held: dict[str, ServerSlots] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._gauges = {s.id: UPSTREAM_SLOTS_IN_USE.labels(s.label) for s in limited}
+        # Set when this process starts waiting or holding: wakes the idle tick loop.
+        self.activity = asyncio.Event()
+        self._last_refresh = time.monotonic()
+        # The earliest lease expiry the last replies named (wall clock, s), if any.
+        self.next_expiry: float | None = None
+
+    @property
+    def channel(self) -> str:
+        """This replica's wake-up channel ('' without pub/sub)."""
+        return self._channel + self.replica if self._channel else ""
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    @property
+    def holding(self) -> int:
+        return len(self._held)
+
+    # -- a request's slot ---------------------------------------------------------------
+
+    def request(self, holders: Collection[str], ticket: WaitTicket) -> SlotRequest:
+        """The slot claim of the request running in the current task: `prefetch` starts
+        now (before the admission is sent: both scripts share one write), and a grant the
+        request ends up not using goes back when its task ends (refused, failed)."""
+        prefetched = self.prefetch(holders, ticket)
+        task = asyncio.current_task()
+        if prefetched is not None and task is not None:
+            task.add_done_callback(lambda _: self.discard(prefetched))
+        return SlotRequest(self, ticket, prefetched)
+
+    def prefetch(self, holders: Collection[str], ticket: WaitTicket) -> Prefetch | None:
+        """Try for a free slot now, without waiting, so that the script goes out in the
+        same write as the admission script that follows it (one round trip for both).
+        Hand the result to `acquire` (or `discard` it); None: nothing to try (no
+        server with a queue among the holders)."""
+        servers = self._limited(holders, ())
+        if not servers:
+            return None
+        return asyncio.ensure_future(self._try(servers, ticket))
+
+    def discard(self, prefetched: Prefetch) -> None:
+        """The request will not use what `prefetch` got (refused, failed): give a
+        granted slot back. A grant already released is not released twice."""
+        if prefetched.done():
+            self._release_prefetched(prefetched)
+        else:
+            prefetched.add_done_callback(self._release_prefetched)
+
+    def _release_prefetched(self, prefetched: Prefetch) -> None:
+        if not prefetched.cancelled() and prefetched.exception() is None:
+            grant = prefetched.result()
+            if grant is not None:
+                self.release(grant)
+
+    async def acquire(
+        self,
+        holders: Collection[str],
+        exclude: Collection[Upstream],
+        ticket: WaitTicket,
+        prefetched: Prefetch | None = None,
+    ) -> Grant | None:
+        """A slot on a server in rotation among `holders` (base URLs; empty: any) not in
+        `exclude`, waiting for it if none is free; None when no such server exists.
+        `prefetched`: what `prefetch` got for this request, used when it is a grant.
+
+        Raises `server_busy()` when the deadline passes, `unavailable` when the store
+        cannot be reached; a cancellation (the client left) takes the waiter out of the
+        queue before it goes on."""
+        started = time.perf_counter()
+        if prefetched is not None:
+            grant = await self._prefetched(prefetched)
+            if grant is not None and grant.upstream not in exclude and grant.upstream.in_rotation:
+                QUEUE_WAIT_SECONDS.observe(time.perf_counter() - started)
+                return grant
+            if grant is not None:
+                self.release(grant)
+        servers = self._limited(holders, exclude)
+        if servers is None:
+            return None
+        if not servers:
+            upstream = self._pool.pick(self._unlimited(holders, exclude))
+            return None if upstream is None else Grant(upstream, "", None)
+        try:
+            taken = await self._take(servers, ticket, enqueue=True)
+        finally:
+            QUEUE_WAIT_SECONDS.observe(time.perf_counter() - started)
+        if taken is None:  # pragma: no cover - an enqueued request waits until granted
+            raise RuntimeError("enqueued acquire returned no grant")
+        return taken
+
+    def _candidates(
+        self, holders: Collection[str], exclude: Collection[Upstream]
+    ) -> list[Upstream]:
+        excluded = {id(u) for u in exclude}
+        return [u for u in self._pool.holders(holders) if u.in_rotation and id(u) not in excluded]
+
+    def _unlimited(self, holders: Collection[str], exclude: Collection[Upstream]) -> list[str]:
+        candidates = self._candidates(holders, exclude)
+        return [u.base_url for u in candidates if u.base_url not in self._by_url]
+
+    def _limited(
+        self, holders: Collection[str], exclude: Collection[Upstream]
+    ) -> list[ServerSlots] | None:
+        """The servers with a queue to ask; [] when an unlimited server can take the
+        request (it goes there, no script); None when no server can."""
+        candidates = self._candidates(holders, exclude)
+        if not candidates:
+            return None
+        if any(u.base_url not in self._by_url for u in candidates):
+            return []
+        return [self._by_url[u.base_url] for u in candidates]
+
+    async def _prefetched(self, prefetched: Prefetch) -> Grant | None:
+        try:
+            return await prefetched
+        except QueueUnavailable:
+            raise unavailable("the queue for upstream slots is unavailable") from None
+
+    async def _try(self, servers: list[ServerSlots], ticket: WaitTicket) -> Grant | None:
+        return await self._take(servers, ticket, enqueue=False)
+
+    def release(self, grant: Grant) -> None:
+        """Give `grant`'s slot back (in the background: the response has ended)."""
+        if grant.server is None or self._held.pop(grant.id, None) is None:
+            return
+        self._gauges[grant.server.id].dec()
+        self._spawn(self._drop("grant", grant.id, grant.server.id))
+
+    async def _take(
+        self, servers: list[ServerSlots], ticket: WaitTicket, *, enqueue: bool
+    ) -> Grant | None:
+        """A grant now, or (`enqueue`) after waiting in the queue; None when only
+        trying and no slot was free."""
+        waiter = uuid.uuid4().hex
+        turn: asyncio.Future[str] | None = None
+        if enqueue:  # registered before the script: a wake-up may beat its reply
+            turn = self._waiters[waiter] = asyncio.get_running_loop().create_future()
+        flag = "1" if enqueue else "0"
+        args = (ticket.tenant, str(ticket.weight), waiter, flag, str(len(servers)))
+        try:
+            reply = await self._run("acquire", (*args, *(s.id for s in servers)))
+        except asyncio.CancelledError:
+            # The script may have run (granted or queued it): out of the queue, and a
+            # slot it got goes on to the next in line.
+            self._waiters.pop(waiter, None)
+            self._spawn(self._drop("waiter", waiter))
+            raise
+        except BaseException:
+            self._waiters.pop(waiter, None)
+            raise
+        granted, ident, woken, expiry = _acquired(reply)
+        self._wake_all(woken)
+        if granted:
+            self._waiters.pop(waiter, None)
+            server = self._server(ident)
+        elif turn is None:
+            return None
+        else:
+            self._expect_expiry(expiry)
+            server = await self._wait(waiter, turn, ticket.deadline)
+        self._held[waiter] = server
+        self._gauges[server.id].inc()
+        self.activity.set()
+        return Grant(server.upstream, waiter, server)
+
+    async def _wait(self, waiter: str, turn: asyncio.Future[str], deadline: float) -> ServerSlots:
+        QUEUED_REQUESTS.inc()
+        self.activity.set()
+        try:
+            async with asyncio.timeout_at(deadline):
+                server = await turn
+        except TimeoutError:
+            self._spawn(self._drop("waiter", waiter))
+            raise server_busy() from None
+        except WaiterGone:
+            raise server_busy() from None
+        except asyncio.CancelledError:
+            # The client left: out of the queue at once (or the slot it was just
+            # granted goes on to the next in line).
+            self._spawn(self._drop("waiter", waiter))
+            raise
+        finally:
+            QUEUED_REQUESTS.dec()
+            del self._waiters[waiter]
+        return self._server(server)
+
+    # -- wake-ups, the tick and lease refreshes -----------------------------------------
+
+    def wake(self, waiter: str, server: str) -> None:
+        """A script granted `waiter` a slot on `server` (a reply, a message, a report)."""
+        turn = self._waiters.get(waiter)
+        if turn is not None and not turn.done():
+            turn.set_result(server)
+
+    def _expect_expiry(self, expiry: str) -> None:
+        """Remember the earliest lease expiry a reply named (wall clock, s)."""
+        if expiry:
+            at = int(expiry) / 1000.0
+            if self.next_expiry is None or at < self.next_expiry:
+                self.next_expiry = at
+
+    def next_tick_in(self) -> float:
+        """Seconds until the next tick: `TICK_SECONDS`, or sooner when a lease expires
+        sooner (its slot is then reclaimed and granted at once)."""
+        if self.next_expiry is None:
+            return TICK_SECONDS
+        return min(TICK_SECONDS, max(0.0, self.next_expiry - time.time()) + EXPIRY_MARGIN_SECONDS)
+
+    def _wake_all(self, woken: object) -> None:
+        for waiter, server in _pairs(woken):
+            self.wake(waiter, server)
+
+    async def tick(self) -> None:
+        """Reclaim expired leases and grant what they free; learn the fate of this
+        process's waiters (a wake-up message may have been lost); refresh the leases of
+        the grants held once `refresh_interval` has passed."""
+        if self._waiters:
+            ids = list(self._waiters)
+            reply = await self._run("drop", ("tick", *ids))
+            _, woken, reports, expiry = _dropped(reply)
+            self.next_expiry = None
+            self._expect_expiry(expiry)
+            self._wake_all(woken)
+            for waiter, report in zip(ids, reports, strict=False):
+                if report == "":
+                    turn = self._waiters.get(waiter)
+                    if turn is not None and not turn.done():
+                        turn.set_exception(WaiterGone())
+                elif report != "w":
+                    self.wake(waiter, report)
+        now = time.monotonic()
+        if self._held and now - self._last_refresh >= self.refresh_interval:
+            self._last_refresh = now
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Push out the leases of every grant this process holds (one script)."""
+        held = list(self._held.items())
+        if not held:
+            return
+        args = [part for grant, server in held for part in (grant, server.id)]
+        lost = await self._run("refresh", args)
+        for grant in _texts(lost):
+            server = self._held.get(grant)
+            # The lease was reclaimed: this replica stalled for longer than a lease.
+            log.warning("slot_lease_lost", upstream=server.label if server else None)
+
+    async def aclose(self) -> None:
+        """Wait for the releases still being sent (bounded by the store's timeout)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    async def _drop(self, kind: str, *args: str) -> None:
+        try:
+            reply = await self._run("drop", (kind, *args))
+        except QueueUnavailable:
+            return  # logged by _run; the lease or the heartbeat expires by itself
+        _, woken, _, _ = _dropped(reply)
+        self._wake_all(woken)
+
+    async def _run(self, script: ScriptName, args: Sequence[str]) -> Reply:
+        head = (
+            str(int(time.time() * 1000)),
+            str(self._lease_ms),
+            self.replica,
+            self._channel,
+            *self.layout.server_args,
+        )
+        try:
+            return await self._store.run(script, self.layout.keys, (*head, *args))
+        except QueueUnavailable as error:
+            log.error("queue_unavailable", script=script, error=str(error))
+            if script == "acquire":
+                raise unavailable("the queue for upstream slots is unavailable") from None
+            raise
+
+    def _server(self, ident: str) -> ServerSlots:
+        server = self.layout.by_id(ident)
+        if server is None:  # pragma: no cover - the scripts only name servers we passed
+            raise RuntimeError(f"unknown server {ident}")
+        return server
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _texts(items: object) -> list[str]:
+    return [_text(v) for v in items] if isinstance(items, list) else []
+
+
+def _acquired(reply: Reply) -> tuple[bool, str, object, str]:
+    """acquire's reply: (granted, server, woken, next expiry)."""
+    if not isinstance(reply, list) or len(reply) != 4:
+        raise QueueUnavailable("unexpected reply of acquire")
+    granted, server, woken, expiry = reply
+    return granted == 1, _text(server), woken, _text(expiry)
+
+
+def _dropped(reply: Reply) -> tuple[str, object, list[str], str]:
+    """drop's reply: (status, woken, reports, next expiry)."""
+    if not isinstance(reply, list) or len(reply) != 4:
+        raise QueueUnavailable("unexpected reply of drop")
+    status, woken, reports, expiry = reply
+    return _text(status), woken, _texts(reports), _text(expiry)
