@@ -21,6 +21,7 @@ and gives it back before a retry takes one elsewhere. Ollama's own 503 before an
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -177,11 +178,16 @@ class Forwarder:
         headers = upstream_headers(
             exchange.request_id, exchange.client_ip, has_body=request.body is not None
         )
+        trace = exchange.trace
+        if trace is not None:  # the upstream span; its context goes to Ollama
+            trace.upstream_started(exchange, upstream.label, request.method, headers)
         started = time.perf_counter()
         exchange.upstream = upstream.label
         pool.begin(upstream)
         try:
             response = await self._send(upstream, request, headers)
+            if trace is not None:
+                trace.upstream_answered(response.status)
             async with response:
                 try:
                     await _relay(exchange, response, request, observer)
@@ -206,6 +212,8 @@ class Forwarder:
         finally:
             pool.end(upstream)
             exchange.upstream_ms = (time.perf_counter() - started) * 1000.0
+            if trace is not None:  # `sys.exception()`: what is propagating, if anything
+                trace.upstream_ended(sys.exception(), stream_error=observer.error)
 
     async def _send(
         self, upstream: Upstream, request: UpstreamRequest, headers: dict[str, str]
