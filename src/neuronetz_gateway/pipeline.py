@@ -83,9 +83,9 @@ class Pipeline:
     async def handle(self, exchange: Exchange, route: Route, model_param: str | None) -> None:
         """Run one allowlisted request through every stage; never raises."""
         self.runtime.request_started()
-        if self.tracing is not None:
-            exchange.trace = self.tracing.start(exchange)  # finished by runtime.record
         try:
+            if self.tracing is not None:
+                exchange.trace = self.tracing.start(exchange)  # finished by runtime.record
             await self._stages(exchange, route, model_param)
         except GatewayError as failure:
             await respond.fail(exchange, failure)

@@ -230,4 +230,7 @@ class GatewayRuntime:
         self.metrics.observe(exchange, ending, latency_ms)
         self.access_log.write(exchange, ending, latency_ms)
         if exchange.trace is not None:
-            exchange.trace.finish(exchange, ending)
+            try:
+                exchange.trace.finish(exchange, ending)
+            except Exception:  # a trace must never fail a request that was served
+                log.exception("trace_not_finished", request_id=exchange.request_id)
