@@ -107,7 +107,8 @@ def _one_request(tracing: Tracing, exchange: Exchange) -> Callable[[], None]:
         headers: dict[str, str] = {}
         trace.upstream_started(exchange, "ollama:11434", "POST", headers)
         trace.upstream_answered(200)
-        trace.upstream_ended(None, stream_error=False)
+        exchange.response_complete = True
+        trace.upstream_ended(exchange, stream_error=False)
         trace.finish(exchange, OK)
 
     return work

@@ -252,3 +252,24 @@ async def test_refused_key_is_traced_without_the_key(
     assert stages["auth"].attributes["error.type"] == "auth_failed"
     assert double.requests == []
     _assert_nothing_secret(receiver, wrong, caller.key.secret)
+
+
+async def test_an_upstream_failure_marks_the_upstream_span_and_the_request(
+    gateway: GatewayProcess, double: OllamaDouble, receiver: OtlpReceiver, caller: Caller
+) -> None:
+    double.fail_with = (500, "model runner crashed at /var/lib/ollama")
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": False}
+    response = await caller.client.post("/api/chat", json=body, headers=caller.auth)
+    assert response.status_code == 502
+
+    root = await _root(receiver, response)
+    assert root.attributes["neuronetz.outcome"] == "upstream_error"
+    assert root.attributes["error.type"] == "upstream_error"
+    assert root.status_code == STATUS_ERROR
+    stages = _children(receiver.trace(root.trace_id), root)
+    assert list(stages) == ["auth", "admission", "upstream"]  # nothing was relayed
+    upstream = stages["upstream"]
+    assert upstream.attributes["http.response.status_code"] == 500
+    assert upstream.attributes["error.type"] == "500"
+    assert upstream.status_code == STATUS_ERROR
+    _assert_nothing_secret(receiver, "/var/lib/ollama", "model runner crashed")

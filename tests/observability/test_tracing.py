@@ -5,7 +5,6 @@ stages left open). The exporter over HTTP is tested end to end in tests/e2e/test
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import subprocess
@@ -159,11 +158,12 @@ def test_a_retried_attempt_and_stages_left_open_all_end() -> None:
     trace.end("auth")  # ending twice does nothing
     first: dict[str, str] = {}
     trace.upstream_started(exchange, "ollama-a:11434", "POST", first)
-    trace.upstream_ended(ConnectionRefusedError(), stream_error=False)
+    trace.upstream_ended(exchange, stream_error=False)  # no status line: no answer
     second: dict[str, str] = {}
     trace.upstream_started(exchange, "ollama-b:11434", "POST", second)
     trace.upstream_answered(200)
-    trace.upstream_ended(asyncio.CancelledError(), stream_error=False)
+    exchange.disconnected = True  # the client left while the answer was relayed
+    trace.upstream_ended(exchange, stream_error=False)
     trace.begin("queue_wait")  # never ended by its stage: the request's end ends it
     trace.finish(exchange, Ending(Outcome.CANCELLED, 499))
     tracing.force_flush()
@@ -177,7 +177,7 @@ def test_a_retried_attempt_and_stages_left_open_all_end() -> None:
     assert root.parent is None  # 192.0.2.7 is not a trusted proxy: its traceparent is ignored
     assert format(root.context.trace_id, "032x") != TRACE_ID
     assert "neuronetz.client_request_id" not in attributes[("POST /api/chat", None)]
-    assert attributes[("upstream", "ollama-a")]["error.type"] == "ConnectionRefusedError"
+    assert attributes[("upstream", "ollama-a")]["error.type"] == "no_answer"
     assert attributes[("upstream", "ollama-b")]["http.response.status_code"] == 200
     assert attributes[("relay", None)]["error.type"] == "cancelled"
     assert attributes[("queue_wait", None)]["error.type"] == "cancelled"

@@ -36,7 +36,6 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from neuronetz_gateway.config import IPNetwork
 from neuronetz_gateway.context import Exchange
-from neuronetz_gateway.errors import GatewayError
 from neuronetz_gateway.observability import tracing_env
 from neuronetz_gateway.observability.span_attributes import (
     AttributeValue,
@@ -139,15 +138,28 @@ class RequestTrace:
         if status < 300:
             self.begin(RELAY)
 
-    def upstream_ended(self, failure: BaseException | None, *, stream_error: bool) -> None:
-        """The attempt is over: end what is still open. `failure`: what ended it, if
-        anything did (a cancellation is the client leaving or the shutdown);
-        `stream_error`: Ollama reported an error inside a stream already relayed."""
+    def upstream_ended(self, exchange: Exchange, *, stream_error: bool) -> None:
+        """The attempt is over: end what is still open, saying why from the exchange's
+        facts. An open `upstream` span never got a status line (`no_answer`: refused,
+        timed out, dropped; or `cancelled`: the client left). An open `relay` span ends
+        `cancelled`, with the error the client was told, `upstream_stream_error` (Ollama
+        reported one inside the stream), `incomplete`, or cleanly."""
         if not self._recording:
             return
-        error = None if failure is None else _error_type(failure)
-        self.end(UPSTREAM, error=error)
-        self.end(RELAY, error=error or ("upstream_stream_error" if stream_error else None))
+        cancelled = exchange.disconnected
+        self.end(UPSTREAM, error="cancelled" if cancelled else "no_answer")
+        if RELAY not in self._open:
+            return
+        error: str | None = None
+        if cancelled:
+            error = "cancelled"
+        elif exchange.error is not None:
+            error = exchange.error.code or exchange.error.outcome.value
+        elif stream_error:
+            error = "upstream_stream_error"
+        elif not exchange.response_complete:
+            error = "incomplete"
+        self.end(RELAY, error=error)
 
     # -- the end of the request ---------------------------------------------------------------
 
@@ -228,16 +240,6 @@ class Tracing:
         """Export what is left and stop the exporter thread (off the event loop: the
         final export may wait on the collector up to its timeout)."""
         await asyncio.to_thread(self._provider.shutdown)
-
-
-def _error_type(failure: BaseException) -> str:
-    """`error.type` of an attempt that `failure` ended: the gateway's error code for
-    what it answers, `cancelled`, else the exception's class."""
-    if isinstance(failure, asyncio.CancelledError):
-        return "cancelled"
-    if isinstance(failure, GatewayError) and failure.code is not None:
-        return failure.code
-    return type(failure).__name__
 
 
 def _wall_clock_ns(started_perf: float) -> int:

@@ -21,7 +21,6 @@ and gives it back before a retry takes one elsewhere. Ollama's own 503 before an
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -212,8 +211,8 @@ class Forwarder:
         finally:
             pool.end(upstream)
             exchange.upstream_ms = (time.perf_counter() - started) * 1000.0
-            if trace is not None:  # `sys.exception()`: what is propagating, if anything
-                trace.upstream_ended(sys.exception(), stream_error=observer.error)
+            if trace is not None:
+                trace.upstream_ended(exchange, stream_error=observer.error)
 
     async def _send(
         self, upstream: Upstream, request: UpstreamRequest, headers: dict[str, str]
