@@ -142,10 +142,9 @@ async def test_streamed_chat_is_one_trace_with_stages_and_genai_attributes(
     assert "error.type" not in attributes
 
     stages = _children(spans, root)
-    assert list(stages) == ["auth", "admission", "upstream", "relay"]
-    assert [stages[name].kind for name in stages] == [INTERNAL_KIND] * 2 + [CLIENT_KIND] + [
-        INTERNAL_KIND
-    ]
+    assert list(stages) == ["auth", "admission", "queue_wait", "upstream", "relay"]
+    kinds = [stages[name].kind for name in stages]
+    assert kinds == [INTERNAL_KIND] * 3 + [CLIENT_KIND] + [INTERNAL_KIND]
     ordered = list(stages.values())
     for earlier, later in itertools.pairwise(ordered):
         assert earlier.end_ns <= later.start_ns, (earlier.name, later.name)
@@ -227,7 +226,7 @@ async def test_cancelled_stream_ends_every_span_as_cancelled(
     assert root.attributes["http.response.status_code"] == 200
     assert 3 <= root.attributes["gen_ai.usage.output_tokens"] < 1000
     stages = _children(receiver.trace(root.trace_id), root)
-    assert list(stages) == ["auth", "admission", "upstream", "relay"]
+    assert list(stages) == ["auth", "admission", "queue_wait", "upstream", "relay"]
     assert stages["relay"].attributes["error.type"] == "cancelled"
     assert stages["relay"].status_code == STATUS_ERROR
     assert "error.type" not in stages["upstream"].attributes
@@ -267,7 +266,7 @@ async def test_an_upstream_failure_marks_the_upstream_span_and_the_request(
     assert root.attributes["error.type"] == "upstream_error"
     assert root.status_code == STATUS_ERROR
     stages = _children(receiver.trace(root.trace_id), root)
-    assert list(stages) == ["auth", "admission", "upstream"]  # nothing was relayed
+    assert list(stages) == ["auth", "admission", "queue_wait", "upstream"]  # nothing relayed
     upstream = stages["upstream"]
     assert upstream.attributes["http.response.status_code"] == 500
     assert upstream.attributes["error.type"] == "500"

@@ -157,11 +157,19 @@ class Forwarder:
         if slot is not None:
             started = time.perf_counter()
             prefetched = slot.prefetched if not tried else None
+            trace = exchange.trace
+            if trace is not None:  # a refusal leaves it open: ended as the request ended
+                trace.begin("queue_wait")
             try:
-                return await slot.scheduler.acquire(request.holders, tried, slot.ticket, prefetched)
+                grant = await slot.scheduler.acquire(
+                    request.holders, tried, slot.ticket, prefetched
+                )
             finally:  # the wait of every attempt, granted or not (audit_log.queue_ms)
                 waited = (time.perf_counter() - started) * 1000.0
                 exchange.queue_ms = (exchange.queue_ms or 0.0) + waited
+            if trace is not None:
+                trace.end("queue_wait")
+            return grant
         upstream = self._pool.pick(request.holders, exclude=tried)
         return None if upstream is None else Grant(upstream, "", None)
 
