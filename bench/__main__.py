@@ -19,12 +19,20 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         help=f"comma-separated scenarios to run, of: {', '.join(SCENARIOS)} (default: all)",
     )
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="add a gateway with OpenTelemetry tracing on (target gateway-traced) to the "
+        "sequential and throughput scenarios",
+    )
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
     if args.out is not None:
         config = replace(config, out_dir=args.out)
     if args.no_granian:
         config = replace(config, granian=False)
+    if args.tracing:
+        config = replace(config, tracing=True)
     if args.only:
         chosen = frozenset(name.strip() for name in args.only.split(",") if name.strip())
         unknown = chosen - set(SCENARIOS)

@@ -60,6 +60,10 @@ class BenchConfig:
     # Which scenarios run (all by default): `--only sequential,throughput` for quick
     # iterations on one question; the tables show what ran.
     scenarios: frozenset[str] = frozenset(SCENARIOS)
+    # `--tracing`: a second gateway process with OpenTelemetry tracing on (every request
+    # sampled, exported to a local sink) joins the sequential and throughput scenarios as
+    # target `gateway-traced`, measured in the same interleaved rounds as `gateway`.
+    tracing: bool = False
 
     def runs(self, scenario: str) -> bool:
         return scenario in self.scenarios

@@ -9,10 +9,12 @@ high-water mark, not a leak); the granian servers come last.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
@@ -63,6 +65,7 @@ class Run:
         self.database_url = ""
         self.key: fixtures.BenchKey | None = None
         self.free_key: fixtures.BenchKey | None = None
+        self.sink: Service | None = None
 
     # -- set-up -------------------------------------------------------------------------
 
@@ -134,7 +137,12 @@ class Run:
         bare = Target("bare", bare_service.port, pid=bare_service.pid)
         gateway = self.gateway_target(gateway_service)
         targets = [direct, bare, gateway, self.unlimited_target(gateway_service)]
+        traced = self._traced_gateway(stub) if config.tracing else None
+        if traced is not None:
+            targets.append(traced)
         self._sequential_and_throughput(targets, self.results)
+        if traced is not None:
+            self.results["tracing"] = self._tracing_summary()
         if config.runs("workers"):
             self.results["workers"] = timed(
                 "workers (1 vs auto)", lambda: self._workers(stub, gateway)
@@ -229,6 +237,35 @@ class Run:
             queued.stop()
             unqueued.stop()
             stub.stop()
+
+    def _traced_gateway(self, stub: Service) -> Target:
+        """`--tracing`: the same gateway with tracing on, exporting to a local sink."""
+        assert self.key is not None
+        self.sink = self.service(stack.start_otlp_sink(self.workdir))
+        env = stack.gateway_environment(self.database_url, self.config.redis_url, stub.base_url)
+        env |= stack.tracing_environment(self.sink)
+        name = "gateway-traced"
+        service = self.service(stack.start_gateway(self.workdir, env, self.key, name=name))
+        return self.gateway_target(service, name)
+
+    def _tracing_summary(self) -> dict[str, Any]:
+        """What the sink received, and the traced gateway's CPU and p50 per request
+        against the untraced one's, per sequential endpoint."""
+        assert self.sink is not None
+        stats_url = f"{self.sink.base_url}/stats"
+        with urllib.request.urlopen(stats_url, timeout=5) as answer:  # noqa: S310 - loopback sink
+            summary: dict[str, Any] = {"sink": json.loads(answer.read())}
+        for endpoint, per_target in self.results.get("sequential", {}).items():
+            plain, traced = per_target["gateway"], per_target["gateway-traced"]
+            summary[endpoint] = {
+                "cpu_us_per_request_added": _difference(
+                    traced.get("cpu_us_per_request"), plain.get("cpu_us_per_request")
+                ),
+                "p50_ms_added": _difference(
+                    traced["latency_ms"]["p50"], plain["latency_ms"]["p50"]
+                ),
+            }
+        return summary
 
     def _workers(self, stub: Service, single: Target) -> dict[str, Any]:
         """Scenario 6: the one-worker gateway against one with GATEWAY_WORKERS=auto."""
@@ -406,3 +443,9 @@ def run(config: BenchConfig) -> dict[str, Any]:
     results["meta"]["cpu_during_run"] = window.close()
     results["gateway_log_complaints"] = logs.gateway_complaints(workdir)
     return results
+
+
+def _difference(value: Any, base: Any) -> float | None:
+    if isinstance(value, int | float) and isinstance(base, int | float):
+        return round(value - base, 3)
+    return None

@@ -60,6 +60,23 @@ def start_stub(workdir: Path, *, chunks: int, interval_ms: float) -> Service:
     return Service("stub", command, port=port, workdir=workdir, env=base_environment()).start()
 
 
+def start_otlp_sink(workdir: Path) -> Service:
+    """The collector a traced gateway exports to (`--tracing`): accepts and discards."""
+    port = free_port()
+    command = python_command("-m", "bench.otlp_sink", "--port", str(port))
+    return Service("otlp-sink", command, port=port, workdir=workdir, env=base_environment()).start()
+
+
+def tracing_environment(sink: Service) -> dict[str, str]:
+    """What turns tracing on in a gateway: every request sampled, exported to `sink`
+    with the SDK's default batching (the worst case an operator can configure)."""
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": sink.base_url,
+        "OTEL_SERVICE_NAME": "neuronetz-gateway-bench",
+        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+    }
+
+
 def start_bare(workdir: Path, upstream: str, server: Server = Server.UVICORN) -> Service:
     port = free_port()
     env = base_environment() | {"BENCH_UPSTREAM": upstream}

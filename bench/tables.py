@@ -181,6 +181,18 @@ def queue_table(data: dict[str, Any]) -> str:
     )
 
 
+def tracing_table(data: dict[str, Any]) -> str:
+    """`--tracing`: what tracing adds per request, per sequential endpoint."""
+    rows = [
+        [endpoint, str(added["cpu_us_per_request_added"]), _ms(added["p50_ms_added"])]
+        for endpoint, added in data.items()
+        if endpoint != "sink"
+    ]
+    sink = data["sink"]
+    rows.append(["(exported)", f"{sink['batches']} batches", f"{sink['bytes']:,} bytes"])
+    return table(["endpoint", "+CPU us/req", "+p50 ms"], rows)
+
+
 def render(results: dict[str, Any]) -> str:
     """Every table of a run, targets first."""
     parts = ["== targets ==", checks_table(evaluate(results))]
@@ -200,6 +212,12 @@ def render(results: dict[str, Any]) -> str:
         parts += ["", "== 1 sequential (uvicorn) ==", sequential_table(results["sequential"])]
     if "throughput" in results:
         parts += ["", "== 2 throughput (uvicorn) ==", throughput_table(results["throughput"])]
+    if "tracing" in results:
+        parts += [
+            "",
+            "== tracing: gateway-traced minus gateway ==",
+            tracing_table(results["tracing"]),
+        ]
     if "workers" in results:
         connections = results["workers"]["connections"]
         title = f"== 7 workers: 1 vs auto ({connections} conns) =="

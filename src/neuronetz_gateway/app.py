@@ -8,6 +8,7 @@ and closes them, in reverse order, on shutdown or when opening fails half-way.
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -29,6 +30,7 @@ from neuronetz_gateway.middleware.error_guard import ErrorGuardMiddleware, inter
 from neuronetz_gateway.middleware.request_id import RequestIdMiddleware
 from neuronetz_gateway.observability import multiprocess
 from neuronetz_gateway.observability.logging import configure_logging
+from neuronetz_gateway.observability.tracing_env import tracing_enabled
 from neuronetz_gateway.pipeline import Pipeline
 from neuronetz_gateway.resources import open_resources
 from neuronetz_gateway.runtime import GatewayRuntime
@@ -128,6 +130,15 @@ def create_app(settings: Settings) -> GatewayApp:
         state.metrics_sampler = runtime.sampler
         await runtime.start()
         stack.push_async_callback(runtime.aclose)
+        if tracing_enabled(os.environ):
+            # Imported here: with tracing off no OpenTelemetry module is ever loaded.
+            from neuronetz_gateway.observability.tracing import Tracing
+
+            runtime.tracing = Tracing(settings.trusted_proxy_ips)
+            # Closed after the drain (pushed before it): the cancelled requests' spans
+            # are exported too.
+            stack.push_async_callback(runtime.tracing.aclose)
+            log.info("tracing_enabled")
         # At shutdown: no new requests into the pipeline, then the ones in it finish.
         stack.push_async_callback(runtime.drain)
         holder.runtime, holder.pipeline = runtime, Pipeline(runtime)
@@ -152,6 +163,10 @@ def create_app(settings: Settings) -> GatewayApp:
     holder = RuntimeHolder(trusted_proxies=list(settings.trusted_proxy_ips))
     app = FastAPI(
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry layer stays off: the gateway's endpoints (/healthz,
+        # /readyz, /metrics) are not traced, and the pipeline's traces are the gateway's
+        # own (observability/tracing.py), whatever FASTAPI_OTEL_AUTO_CONFIGURE says.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
         redirect_slashes=False,
         docs_url=None,
         redoc_url=None,

@@ -349,4 +349,8 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(f"invalid configuration: {error}") from None
     if isinstance(settings.gateway_workers, int):
         check_workers(settings.gateway_workers, settings.redis_url)
+    # Imported here: the module raises this module's ConfigError.
+    from neuronetz_gateway.observability.tracing_env import check_tracing_environment
+
+    check_tracing_environment(os.environ)
     return settings

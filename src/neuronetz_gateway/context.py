@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import Receive, Scope, Send
 
 from neuronetz_gateway.auth.principal import Principal
 from neuronetz_gateway.errors import GatewayError, Surface
 from neuronetz_gateway.policy.routes import Route
+
+if TYPE_CHECKING:  # OpenTelemetry is imported only when tracing is on
+    from neuronetz_gateway.observability.tracing import RequestTrace
 
 
 @dataclass(slots=True, eq=False)
@@ -60,6 +63,9 @@ class Exchange:
     # Prompt logging (REFERENCE.md §4.10): the request as sent and the response text as relayed.
     prompt_request: Any = None
     response_text: list[str] | None = None
+    # The request's spans when tracing is on (observability/tracing.py), else None: every
+    # stage hook is one `is None` check.
+    trace: RequestTrace | None = None
 
     @property
     def response_started(self) -> bool:

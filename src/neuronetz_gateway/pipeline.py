@@ -78,11 +78,14 @@ class Pipeline:
         self.runtime = runtime
         self.settings = runtime.settings
         self.forwarder = Forwarder(runtime.resources.upstream, runtime.upstreams)
+        self.tracing = runtime.tracing  # None unless tracing is on
 
     async def handle(self, exchange: Exchange, route: Route, model_param: str | None) -> None:
         """Run one allowlisted request through every stage; never raises."""
         self.runtime.request_started()
         try:
+            if self.tracing is not None:
+                exchange.trace = self.tracing.start(exchange)  # finished by runtime.record
             await self._stages(exchange, route, model_param)
         except GatewayError as failure:
             await respond.fail(exchange, failure)
@@ -111,8 +114,13 @@ class Pipeline:
         if declared is not None and declared > self.settings.max_request_body_bytes:
             raise bodies.too_large(self.settings.max_request_body_bytes)
         key = presented_key(exchange.header(AUTHORIZATION), exchange.header(API_KEY))
+        trace = exchange.trace
+        if trace is not None:
+            trace.begin("auth")  # a refusal leaves it open: ended as the request ended
         principal = await self.runtime.authenticator.authenticate(key)
         exchange.principal = principal
+        if trace is not None:
+            trace.end("auth")
         if not self.runtime.audit.accepting:
             raise unavailable("audit log unavailable; retry shortly", retry_after=5)
         match route.kind:
@@ -239,12 +247,17 @@ class Pipeline:
             client_output_cap=client_cap,
             produces_output=route.produces_output,
         )
+        trace = exchange.trace
+        if trace is not None:
+            trace.begin("admission")
         try:
             admission = await self.runtime.limiter.admit(request)
         except Refused as refusal:
             raise refused_error(refusal) from None
         except LimiterUnavailable:
             raise unavailable("rate limiting is temporarily unavailable") from None
+        if trace is not None:
+            trace.end("admission")
         exchange.extra_headers.extend(
             (name.encode(), value.encode()) for name, value in admission.headers.items()
         )

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import uuid
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -40,6 +41,9 @@ from neuronetz_gateway.resources import Resources
 from neuronetz_gateway.scheduler import SlotScheduler
 from neuronetz_gateway.scheduler.factory import create_queue
 from neuronetz_gateway.scheduler.service import QueueService
+
+if TYPE_CHECKING:  # OpenTelemetry is imported only when tracing is on
+    from neuronetz_gateway.observability.tracing import Tracing
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +104,8 @@ class GatewayRuntime:
         self.metrics = RequestMetrics(settings.metrics_max_tenants)
         self.access_log = AccessLog(settings.log_level, settings.log_format)
         self.sampler = MetricsSampler(self.audit, self.authenticator)
+        # Set by the app's lifespan when OTEL_EXPORTER_OTLP_ENDPOINT is (docs/OBSERVABILITY.md).
+        self.tracing: Tracing | None = None
         self._stack = contextlib.AsyncExitStack()
         self._in_flight = 0
         self._drained: asyncio.Event | None = None
@@ -223,3 +229,8 @@ class GatewayRuntime:
         )
         self.metrics.observe(exchange, ending, latency_ms)
         self.access_log.write(exchange, ending, latency_ms)
+        if exchange.trace is not None:
+            try:
+                exchange.trace.finish(exchange, ending)
+            except Exception:  # a trace must never fail a request that was served
+                log.exception("trace_not_finished", request_id=exchange.request_id)

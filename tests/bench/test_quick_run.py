@@ -72,6 +72,31 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
     assert results["meta"]["database"] not in asyncio.run(_database_names())
 
 
+@pytest.mark.timeout(120)
+def test_tracing_flag_measures_a_traced_gateway_beside_the_plain_one(tmp_path: Path) -> None:
+    """`--tracing`: the coordinator's measure of what tracing costs per request."""
+    arguments = ["--quick", "--only", "sequential", "--tracing", "--out", str(tmp_path)]
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", *arguments],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "== tracing: gateway-traced minus gateway ==" in completed.stdout
+    results = json.loads((tmp_path / "latest.json").read_text())
+    for endpoint in ("/api/chat", "/v1/chat/completions"):
+        traced = results["sequential"][endpoint]["gateway-traced"]
+        assert traced["errors"] == 0
+        assert traced["latency_ms"]["count"] == 100
+        assert "cpu_us_per_request_added" in results["tracing"][endpoint]
+    # The traced gateway really exported: the sink received span batches.
+    assert results["tracing"]["sink"]["batches"] > 0
+    assert results["tracing"]["sink"]["bytes"] > 0
+
+
 async def _database_names() -> set[str]:
     connection = await asyncpg.connect(migrate.asyncpg_dsn(ADMIN_DATABASE_URL))
     try:

@@ -252,6 +252,16 @@ def test_forwarded_for_is_the_client_alone(caddy: str, upstream: Upstream) -> No
     assert headers["x-forwarded-for"] == "127.0.0.1"
 
 
+def test_a_clients_trace_context_stops_at_caddy(caddy: str, upstream: Upstream) -> None:
+    """The gateway trusts Caddy's `traceparent`: Caddy must not pass on a client's."""
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = {"traceparent": traceparent, "tracestate": "vendor=forged"}
+    httpx.get(f"{caddy}/v1/models", headers=headers)
+    (seen,) = upstream.seen_headers
+    assert "traceparent" not in seen
+    assert "tracestate" not in seen
+
+
 def test_server_headers_are_removed(caddy: str) -> None:
     response = httpx.get(f"{caddy}/v1/models")
     assert response.status_code == 200

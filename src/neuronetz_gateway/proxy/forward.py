@@ -157,11 +157,19 @@ class Forwarder:
         if slot is not None:
             started = time.perf_counter()
             prefetched = slot.prefetched if not tried else None
+            trace = exchange.trace
+            if trace is not None:  # a refusal leaves it open: ended as the request ended
+                trace.begin("queue_wait")
             try:
-                return await slot.scheduler.acquire(request.holders, tried, slot.ticket, prefetched)
+                grant = await slot.scheduler.acquire(
+                    request.holders, tried, slot.ticket, prefetched
+                )
             finally:  # the wait of every attempt, granted or not (audit_log.queue_ms)
                 waited = (time.perf_counter() - started) * 1000.0
                 exchange.queue_ms = (exchange.queue_ms or 0.0) + waited
+            if trace is not None:
+                trace.end("queue_wait")
+            return grant
         upstream = self._pool.pick(request.holders, exclude=tried)
         return None if upstream is None else Grant(upstream, "", None)
 
@@ -177,11 +185,16 @@ class Forwarder:
         headers = upstream_headers(
             exchange.request_id, exchange.client_ip, has_body=request.body is not None
         )
+        trace = exchange.trace
+        if trace is not None:  # the upstream span; its context goes to Ollama
+            trace.upstream_started(exchange, upstream.label, request.method, headers)
         started = time.perf_counter()
         exchange.upstream = upstream.label
         pool.begin(upstream)
         try:
             response = await self._send(upstream, request, headers)
+            if trace is not None:
+                trace.upstream_answered(response.status)
             async with response:
                 try:
                     await _relay(exchange, response, request, observer)
@@ -206,6 +219,8 @@ class Forwarder:
         finally:
             pool.end(upstream)
             exchange.upstream_ms = (time.perf_counter() - started) * 1000.0
+            if trace is not None:
+                trace.upstream_ended(exchange, stream_error=observer.error)
 
     async def _send(
         self, upstream: Upstream, request: UpstreamRequest, headers: dict[str, str]

@@ -56,7 +56,8 @@ def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
         return None
 
 
-def _trusted(address: str, trusted: Sequence[IPNetwork]) -> bool:
+def is_trusted(address: str, trusted: Sequence[IPNetwork]) -> bool:
+    """True when `address` is in one of the `trusted` networks (`TRUSTED_PROXY_IPS`)."""
     ip = _parse_ip(address)
     return ip is not None and any(ip in network for network in trusted)
 
@@ -69,13 +70,13 @@ def client_address(
     Walks the `X-Forwarded-For` chain from the right, skipping trusted proxies, and
     stops at the first untrusted hop: everything left of it could be forged.
     """
-    if peer is None or not trusted or not forwarded_for or not _trusted(peer, trusted):
+    if peer is None or not trusted or not forwarded_for or not is_trusted(peer, trusted):
         return peer
     hops = [hop.strip() for value in forwarded_for for hop in value.decode("latin-1").split(",")]
     for hop in reversed(hops):
         if _parse_ip(hop) is None:
             return peer  # a malformed chain proves nothing: fall back to the socket
-        if not _trusted(hop, trusted):
+        if not is_trusted(hop, trusted):
             return str(_parse_ip(hop))
     return str(_parse_ip(hops[0])) if hops else peer
 
