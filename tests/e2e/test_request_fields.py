@@ -104,6 +104,51 @@ async def test_a_body_with_two_meanings_is_refused_naming_the_key(
     assert double.requests == []
 
 
+# A body for each route that reads one, with a key repeated in another spelling inside
+# a nested object; the shape of the error body each surface answers in.
+EVERY_SURFACE = [
+    ("/api/generate", {"model": MODEL, "prompt": "hi"}, "native"),
+    ("/api/chat", chat(), "native"),
+    ("/api/embed", {"model": MODEL, "input": "hi"}, "native"),
+    ("/api/embeddings", {"model": MODEL, "prompt": "hi"}, "native"),
+    ("/api/show", {"model": MODEL}, "native"),
+    ("/v1/chat/completions", chat(), "openai"),
+    ("/v1/completions", {"model": MODEL, "prompt": "hi"}, "openai"),
+    ("/v1/embeddings", {"model": MODEL, "input": "hi"}, "openai"),
+    ("/v1/responses", {"model": MODEL, "input": "hi"}, "openai"),
+    ("/v1/messages", {**chat(), "max_tokens": 5}, "anthropic"),
+    ("/v1/messages/count_tokens", chat(), "anthropic"),
+]
+
+
+def message_of(shape: str, body: Any) -> str:
+    """The error message of an error body, checking it has `shape`'s form."""
+    if shape == "native":
+        assert set(body) == {"error"}
+        return str(body["error"])
+    if shape == "anthropic":
+        assert body["type"] == "error"
+        assert body["error"]["type"] == "invalid_request_error"
+        return str(body["error"]["message"])
+    assert body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["param"] == "metadata.Tag"
+    return str(body["error"]["message"])
+
+
+@pytest.mark.parametrize(("path", "body", "shape"), EVERY_SURFACE)
+async def test_every_surface_refuses_a_repeated_key_in_its_own_shape(
+    caller: Caller, double: OllamaDouble, path: str, body: dict[str, Any], shape: str
+) -> None:
+    raw = orjson.dumps({**body, "metadata": {"tag": "a", "Tag": "b"}})
+    response = await post(caller, path, raw)
+    assert response.status_code == 400
+    assert response.headers["x-request-id"]
+    message = message_of(shape, response.json())
+    assert 'the key "metadata.Tag" more than once' in message
+    assert '"tag" and "Tag" are the same key' in message
+    assert double.requests == []
+
+
 async def test_a_lone_case_variant_is_the_field_ollama_reads(
     caller: Caller, double: OllamaDouble
 ) -> None:
