@@ -1,5 +1,6 @@
 """`.ci/install-ops-tools` is idempotent and quiet; the deployment guide names only files
-that exist, CLI commands of docs/REFERENCE.md §6, and the stack's real variables."""
+that exist, CLI commands of docs/REFERENCE.md §6, and the stack's real variables; no
+file cites a contract outside the repository."""
 
 from __future__ import annotations
 
