@@ -3,9 +3,10 @@ admission (docs/REFERENCE.md §4.5, §4.6, §4.10), on both backends.
 
 A fault is injected at the seam of each step around admission (building the stream
 observer, re-encoding the body, forwarding, relaying, settling) of a gateway running in
-this process. Whatever the step, the client gets a well-formed answer, the audit row names the status the client
-was sent and `internal_error`, and within a second the limiter holds nothing for the
-key or its tenant: no concurrency lease, no budget reservation.
+this process. Whatever the step, the client gets a well-formed answer, the audit row
+names the status the client was sent and `internal_error`, and within a second the
+limiter holds nothing for the key or its tenant: no concurrency lease, no budget
+reservation.
 """
 
 from __future__ import annotations
