@@ -125,9 +125,9 @@ def create_app(settings: Settings) -> GatewayApp:
         state.resources = resources
         state.readiness = Readiness(resources)
         runtime = GatewayRuntime(settings, resources)
+        stack.push_async_callback(runtime.aclose)  # closes only what `start` started
         state.metrics_sampler = runtime.sampler
         await runtime.start()
-        stack.push_async_callback(runtime.aclose)
         # At shutdown: no new requests into the pipeline, then the ones in it finish.
         stack.push_async_callback(runtime.drain)
         holder.runtime, holder.pipeline = runtime, Pipeline(runtime)
