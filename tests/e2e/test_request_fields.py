@@ -309,15 +309,25 @@ async def test_web_tools_pass_when_allowed(
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "zstd", "br, identity", "GZIP"])
-@pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [
+        ("/api/chat", "native"),
+        ("/v1/chat/completions", "openai"),
+        ("/v1/responses", "openai"),
+        ("/v1/messages", "anthropic"),
+    ],
+)
 async def test_compressed_bodies_are_415(
-    caller: Caller, double: OllamaDouble, path: str, encoding: str
+    caller: Caller, double: OllamaDouble, path: str, shape: str, encoding: str
 ) -> None:
     response = await post(caller, path, orjson.dumps(chat()), **{"Content-Encoding": encoding})
     assert response.status_code == 415
     assert response.headers["x-request-id"]
     body = response.json()
-    message = body["error"]["message"] if path.startswith("/v1/") else body["error"]
+    if shape == "anthropic":
+        assert body["type"] == "error"
+    message = body["error"] if shape == "native" else body["error"]["message"]
     assert "uncompressed" in message
     assert double.requests == []
 
