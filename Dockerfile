@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# neuronetz-gateway image (SPEC §8): a uv builder stage installs the locked runtime
+# neuronetz-gateway image (docs/REFERENCE.md §8): a uv builder stage installs the locked runtime
 # dependencies and the project into a virtual environment; the runtime stage is a slim
 # Python with that environment, running as an unprivileged user. No compiler, no uv and
 # no development dependency reaches the final image.

@@ -85,6 +85,7 @@ def test_lists_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
         ("LOG_LEVEL", " Debug ", "log_level", "DEBUG"),
         ("LOG_FORMAT", "JSON", "log_format", "json"),
         ("LOG_FORMAT", "Console", "log_format", "console"),
+        ("CLIENT_RUNTIME_OPTIONS", "PASS", "client_runtime_options", "pass"),
     ],
 )
 def test_settings_with_fixed_values_take_any_case(

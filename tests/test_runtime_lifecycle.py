@@ -1,5 +1,6 @@
 """Starting and closing one process's runtime and lifespan, against the real services:
-a start that fails at any step closes exactly what it had opened, in reverse order."""
+a start that fails at any step (of the runtime's services, or of the lifespan around
+them) closes exactly what it had opened, in reverse order."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from neuronetz_gateway import app as app_module
 from neuronetz_gateway.app import create_app
 from neuronetz_gateway.config import Settings
+from neuronetz_gateway.observability import multiprocess
+from neuronetz_gateway.pipeline import Pipeline
 from neuronetz_gateway.resources import Resources, open_resources
 from neuronetz_gateway.runtime import GatewayRuntime
 
@@ -117,16 +121,65 @@ async def test_a_started_runtime_closes_everything_in_reverse_once(
     assert await verifier_is_closed(runtime)
 
 
-async def test_a_lifespan_whose_runtime_fails_to_start_closes_its_resources(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async def failing_start(_runtime: GatewayRuntime) -> None:
-        raise InjectedFault
+# -- the lifespan: a failure at each of its steps ---------------------------------------
 
-    monkeypatch.setattr(GatewayRuntime, "start", failing_start)
+LIFESPAN_STEPS = ("open_resources", "GatewayRuntime", "start", "Pipeline", "freeze_startup_heap")
+
+
+@pytest.mark.parametrize("failing", LIFESPAN_STEPS)
+async def test_a_lifespan_failing_at_any_step_closes_what_it_opened(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """Whatever step of the lifespan fails, what the steps before it opened is closed
+    (the runtime's tasks stopped, its verifier shut, the connections closed), the
+    process's metrics are retired and no request can reach a half-built pipeline."""
+    opened: list[Resources] = []
+    runtimes: list[GatewayRuntime] = []
+    retired: list[Settings] = []
+
+    def fails_if(step: str) -> None:
+        if step == failing:
+            raise InjectedFault
+
+    async def opening(settings: Settings) -> Resources:
+        fails_if("open_resources")
+        opened.append(await open_resources(settings))
+        return opened[-1]
+
+    def building(settings: Settings, resources: Resources) -> GatewayRuntime:
+        fails_if("GatewayRuntime")
+        runtimes.append(GatewayRuntime(settings, resources))
+        return runtimes[-1]
+
+    start = GatewayRuntime.start
+
+    async def starting(runtime: GatewayRuntime) -> None:
+        fails_if("start")
+        await start(runtime)
+
+    def piping(runtime: GatewayRuntime) -> Pipeline:
+        fails_if("Pipeline")
+        return Pipeline(runtime)
+
+    monkeypatch.setattr(app_module, "open_resources", opening)
+    monkeypatch.setattr(app_module, "GatewayRuntime", building)
+    monkeypatch.setattr(GatewayRuntime, "start", starting)
+    monkeypatch.setattr(app_module, "Pipeline", piping)
+    monkeypatch.setattr(app_module, "freeze_startup_heap", lambda: fails_if("freeze_startup_heap"))
+    monkeypatch.setattr(multiprocess, "retire_this_worker", retired.append)
+
     app = create_app(settings)
     with pytest.raises(InjectedFault):
         async with app.framework.router.lifespan_context(app.framework):
             pass
-    assert app.state.resources.upstream.closed
-    assert app.holder.runtime is None
+
+    step = LIFESPAN_STEPS.index(failing)
+    assert retired == [settings]
+    assert len(opened) == (step > 0)
+    assert len(runtimes) == (step > 1)
+    for resources in opened:
+        assert resources.upstream.closed
+    for runtime in runtimes:
+        assert running_tasks(runtime) == set()
+        assert await verifier_is_closed(runtime)
+    assert (app.holder.runtime, app.holder.pipeline) == (None, None)

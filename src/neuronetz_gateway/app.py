@@ -127,9 +127,9 @@ def create_app(settings: Settings) -> GatewayApp:
         state.resources = resources
         state.readiness = Readiness(resources)
         runtime = GatewayRuntime(settings, resources)
+        stack.push_async_callback(runtime.aclose)  # closes only what `start` started
         state.metrics_sampler = runtime.sampler
         await runtime.start()
-        stack.push_async_callback(runtime.aclose)
         if tracing_enabled(os.environ):
             # Imported here: with tracing off no OpenTelemetry module is ever loaded.
             from neuronetz_gateway.observability.tracing import Tracing

@@ -143,9 +143,11 @@ class Pipeline:
         slot = self._slot_request(route, principal, model)  # before admission: one write
         estimate = estimate_prompt_tokens(parsed.prompt_text_bytes())
         surfaces.check_output_cap(route, parsed.client_cap)
-        admission = await self._admit(exchange, route, principal, estimate, parsed.client_cap)
+        # Built before admission: from admission on, nothing may run outside the `try`.
         observer = surfaces.observer_for(route, collect_text=principal.prompt_logging)
+        admission = await self._admit(exchange, route, principal, estimate, parsed.client_cap)
         try:
+            self._admitted(exchange, admission)
             body = self._prepare(exchange, route, parsed, admission, observer)
             request = UpstreamRequest(
                 route, exchange.method, body, model.name, model.upstreams, slot=slot
@@ -258,15 +260,21 @@ class Pipeline:
             raise unavailable("rate limiting is temporarily unavailable") from None
         if trace is not None:
             trace.end("admission")
+        return admission
+
+    @staticmethod
+    def _admitted(exchange: Exchange, admission: Admission) -> None:
+        """Record an admission's rate-limit headers for every response of `exchange`."""
         exchange.extra_headers.extend(
             (name.encode(), value.encode()) for name, value in admission.headers.items()
         )
-        return admission
 
     async def _count_request(self, exchange: Exchange, route: Route, principal: Principal) -> None:
         """Count a request that asks Ollama but runs no model (`/api/show`, `/api/ps`)
         against `rpm`: no tokens, no concurrency slot, so nothing to settle."""
-        await self._admit(exchange, route, principal.requests_only(), 0, None)
+        self._admitted(
+            exchange, await self._admit(exchange, route, principal.requests_only(), 0, None)
+        )
 
     def _prepare(
         self,

@@ -145,8 +145,12 @@ class GatewayRuntime:
             self._stack = stack.pop_all()
 
     async def aclose(self) -> None:
-        """Close what `start` started, in reverse order (nothing twice)."""
-        await self._stack.aclose()
+        """Close what `start` started, in reverse order, then the verifier (nothing
+        twice; also for a runtime whose start never ran)."""
+        try:
+            await self._stack.aclose()
+        finally:
+            self.verifier.close()
 
     # -- requests in the pipeline -------------------------------------------------------
 

@@ -22,8 +22,8 @@ def run_steps(job: dict[str, Any]) -> str:
 def test_lint_job_runs_every_static_check() -> None:
     steps = run_steps(workflow()["jobs"]["lint"])
     for check in (
-        "ruff check src tests",
-        "ruff format --check src tests",
+        "ruff check src tests bench",
+        "ruff format --check src tests bench",
         "uv run mypy",
         "bandit -c pyproject.toml -r src",
         "pip-audit",

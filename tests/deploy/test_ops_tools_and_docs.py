@@ -1,5 +1,6 @@
 """`.ci/install-ops-tools` is idempotent and quiet; the deployment guide names only files
-that exist, CLI commands of docs/REFERENCE.md §6, and the stack's real variables."""
+that exist, CLI commands of docs/REFERENCE.md §6, and the stack's real variables; no
+file cites a contract outside the repository."""
 
 from __future__ import annotations
 
@@ -83,3 +84,24 @@ def test_env_example_lists_every_variable_the_stack_reads() -> None:
     )
     assert referenced <= documented, referenced - documented
     assert load_compose(COMPOSE_PROD)["services"]["gateway"]["env_file"][0]["path"] == ".env"
+
+
+def test_no_file_cites_the_contract_outside_the_repository() -> None:
+    """Comments and docs cite `docs/REFERENCE.md §n`, never a specification a maintainer
+    does not have."""
+    citation = re.compile(r"\bSPEC(\.md)? ?§")
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    citing = []
+    for name in filter(None, tracked):
+        path = REPO_ROOT / name.decode()
+        if not path.is_file():
+            continue
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        citing += [
+            f"{name.decode()}:{n}"
+            for n, line in enumerate(text.splitlines(), 1)
+            if citation.search(line)
+        ]
+    assert citing == []

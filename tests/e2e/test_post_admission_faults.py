@@ -1,11 +1,12 @@
 """Every admitted request is settled and audited truthfully, whatever raises after
 admission (docs/REFERENCE.md §4.5, §4.6, §4.10), on both backends.
 
-A fault is injected at the seam of each step after admission (re-encoding the body,
-forwarding, relaying, settling) of a gateway running in this process. Whatever the
-step, the client gets a well-formed answer, the audit row names the status the client
-was sent and `internal_error`, and within a second the limiter holds nothing for the
-key or its tenant: no concurrency lease, no budget reservation.
+A fault is injected at the seam of each step around admission (building the stream
+observer, re-encoding the body, forwarding, relaying, settling) of a gateway running in
+this process. Whatever the step, the client gets a well-formed answer, the audit row
+names the status the client was sent and `internal_error`, and within a second the
+limiter holds nothing for the key or its tenant: no concurrency lease, no budget
+reservation.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from neuronetz_gateway.admin.models import discover_models
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.limits import Ticket
 from neuronetz_gateway.pipeline import Pipeline
-from neuronetz_gateway.proxy import forward, rewrite
+from neuronetz_gateway.proxy import forward, rewrite, surfaces
 from neuronetz_gateway.proxy.forward import Forwarder
 from neuronetz_gateway.proxy.observer import StreamObserver
 from tests.conftest import make_settings
@@ -146,28 +147,27 @@ async def async_boom(*_: Any, **__: Any) -> NoReturn:
 # -- before the response: the gateway answers 500 ----------------------------------------
 
 
-async def test_a_body_too_deep_to_reencode_is_settled_and_audited(
+async def test_a_body_too_deep_to_reencode_is_refused_before_admission(
     served: InProcessGateway,
     client: httpx.AsyncClient,
     limited: KeyFixture,
     engine: AsyncEngine,
     double: OllamaDouble,
 ) -> None:
-    # orjson reads 1,024 levels but writes 255 (found by a hostile client). A depth cap
-    # at parse time refuses such a body before admission; either way, nothing is held
-    # and the audit row says what the client got.
+    # orjson reads 1,024 levels but writes 255 (found by a hostile client: a 500 after
+    # admission that held the lease). The depth cap (MAX_JSON_DEPTH, at most 254)
+    # refuses such a body at parse time; the re-encoding fault itself is injected below.
     body = (
         b'{"model": "llama3.1:8b", "stream": false,'
         b' "messages": [{"role": "user", "content": "hi"}], "x": ' + b"[" * 300 + b"]" * 300 + b"}"
     )
     request_id = new_id("deep")
     response = await client.post("/api/chat", content=body, headers=headers(limited, request_id))
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["error"]
     assert model_requests(double) == []
-    if response.status_code == 400:  # refused at parse time
-        await assert_audited(engine, request_id, 400, "client_error")
-        await assert_released(served, limited)
-    else:
-        await assert_answered_500(served, engine, limited, response, "/api/chat")
+    await assert_audited(engine, request_id, 400, "client_error")
+    await assert_released(served, limited)
 
 
 def reencoding_fails(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -175,6 +175,12 @@ def reencoding_fails(monkeypatch: pytest.MonkeyPatch) -> None:
         raise orjson.JSONEncodeError("Recursion limit reached")
 
     monkeypatch.setattr(rewrite, "prepare", unencodable)
+
+
+def observing_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The stream observer settlement reads is built before admission: a fault there
+    # must not leave an admission behind that nothing settles.
+    monkeypatch.setattr(surfaces, "observer_for", boom)
 
 
 def forwarding_fails(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -191,6 +197,7 @@ def relaying_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         pytest.param(reencoding_fails, NATIVE, False, id="serialise-native"),
         pytest.param(reencoding_fails, OPENAI, False, id="serialise-openai"),
+        pytest.param(observing_fails, OPENAI, False, id="observe"),
         pytest.param(forwarding_fails, NATIVE, False, id="forward"),
         pytest.param(relaying_fails, OPENAI, True, id="relay"),
     ],

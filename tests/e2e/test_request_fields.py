@@ -104,6 +104,51 @@ async def test_a_body_with_two_meanings_is_refused_naming_the_key(
     assert double.requests == []
 
 
+# A body for each route that reads one, with a key repeated in another spelling inside
+# a nested object; the shape of the error body each surface answers in.
+EVERY_SURFACE = [
+    ("/api/generate", {"model": MODEL, "prompt": "hi"}, "native"),
+    ("/api/chat", chat(), "native"),
+    ("/api/embed", {"model": MODEL, "input": "hi"}, "native"),
+    ("/api/embeddings", {"model": MODEL, "prompt": "hi"}, "native"),
+    ("/api/show", {"model": MODEL}, "native"),
+    ("/v1/chat/completions", chat(), "openai"),
+    ("/v1/completions", {"model": MODEL, "prompt": "hi"}, "openai"),
+    ("/v1/embeddings", {"model": MODEL, "input": "hi"}, "openai"),
+    ("/v1/responses", {"model": MODEL, "input": "hi"}, "openai"),
+    ("/v1/messages", {**chat(), "max_tokens": 5}, "anthropic"),
+    ("/v1/messages/count_tokens", chat(), "anthropic"),
+]
+
+
+def message_of(shape: str, body: Any) -> str:
+    """The error message of an error body, checking it has `shape`'s form."""
+    if shape == "native":
+        assert set(body) == {"error"}
+        return str(body["error"])
+    if shape == "anthropic":
+        assert body["type"] == "error"
+        assert body["error"]["type"] == "invalid_request_error"
+        return str(body["error"]["message"])
+    assert body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["param"] == "metadata.Tag"
+    return str(body["error"]["message"])
+
+
+@pytest.mark.parametrize(("path", "body", "shape"), EVERY_SURFACE)
+async def test_every_surface_refuses_a_repeated_key_in_its_own_shape(
+    caller: Caller, double: OllamaDouble, path: str, body: dict[str, Any], shape: str
+) -> None:
+    raw = orjson.dumps({**body, "metadata": {"tag": "a", "Tag": "b"}})
+    response = await post(caller, path, raw)
+    assert response.status_code == 400
+    assert response.headers["x-request-id"]
+    message = message_of(shape, response.json())
+    assert 'the key "metadata.Tag" more than once' in message
+    assert '"tag" and "Tag" are the same key' in message
+    assert double.requests == []
+
+
 async def test_a_lone_case_variant_is_the_field_ollama_reads(
     caller: Caller, double: OllamaDouble
 ) -> None:
@@ -264,15 +309,25 @@ async def test_web_tools_pass_when_allowed(
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "zstd", "br, identity", "GZIP"])
-@pytest.mark.parametrize("path", ["/api/chat", "/v1/chat/completions"])
+@pytest.mark.parametrize(
+    ("path", "shape"),
+    [
+        ("/api/chat", "native"),
+        ("/v1/chat/completions", "openai"),
+        ("/v1/responses", "openai"),
+        ("/v1/messages", "anthropic"),
+    ],
+)
 async def test_compressed_bodies_are_415(
-    caller: Caller, double: OllamaDouble, path: str, encoding: str
+    caller: Caller, double: OllamaDouble, path: str, shape: str, encoding: str
 ) -> None:
     response = await post(caller, path, orjson.dumps(chat()), **{"Content-Encoding": encoding})
     assert response.status_code == 415
     assert response.headers["x-request-id"]
     body = response.json()
-    message = body["error"]["message"] if path.startswith("/v1/") else body["error"]
+    if shape == "anthropic":
+        assert body["type"] == "error"
+    message = body["error"] if shape == "native" else body["error"]["message"]
     assert "uncompressed" in message
     assert double.requests == []
 
