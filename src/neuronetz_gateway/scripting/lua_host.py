@@ -1,11 +1,12 @@
 """`LuaHost`: scripts run in this process on a store kept inside Lua (standalone mode).
 
-The very Lua that Redis runs (see `Script`), compiled once per process by lupa
-(LuaJIT when the wheel ships it, else Lua 5.4) into a function of (KEYS, ARGV). The
-store lives in Lua tables (lua/keyspace.lua) and the Redis commands scripts use are
-implemented in Lua (lua/commands.lua), so a run is one call from Python into Lua and
-`redis.call` never comes back into Python. Keys and arguments cross as plain byte
-strings; the reply comes back flat (lua/host.lua) and is rebuilt here.
+The very Lua that Redis runs (see `Script`), compiled once per process by lupa into a
+function of (KEYS, ARGV), on LuaJIT's interpreter when the wheel ships LuaJIT (Lua 5.1
+semantics, as Redis), else on Lua 5.4. The store lives in Lua tables
+(lua/keyspace.lua) and the Redis commands scripts use are implemented in Lua
+(lua/commands.lua), so a run is one call from Python into Lua and `redis.call` never
+comes back into Python. Arguments cross as plain byte strings, a key list once (then
+by number); the reply comes back flat (lua/host.lua) and is rebuilt here.
 
 Key expiry follows `clock` (epoch seconds, default `time.time`), read once per run:
 a script sees one instant, as on Redis. Expired keys are dropped when touched and, for

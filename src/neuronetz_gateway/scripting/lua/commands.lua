@@ -451,28 +451,34 @@ function C.ZREMRANGEBYSCORE(args)
   return removed
 end
 
--- A ZRANGEBYLEX bound: (value, inclusive, infinity) with infinity -1 for '-', 1 for '+'.
+-- A ZRANGEBYLEX bound: '-', '+', '[member' (inclusive) or '(member' (exclusive).
 local function lex_bound(text)
-  if text == '-' then return '', false, -1 end
-  if text == '+' then return '', false, 1 end
+  if text == '-' or text == '+' then return text, false end
   local first = string.sub(text, 1, 1)
-  if first == '[' then return string.sub(text, 2), true, 0 end
-  if first == '(' then return string.sub(text, 2), false, 0 end
+  if first == '[' then return string.sub(text, 2), false end
+  if first == '(' then return string.sub(text, 2), true end
   fail('ERR min or max not valid string range item')
 end
 
-local function above_min(member, value, inclusive, infinity)
-  if infinity ~= 0 then return infinity < 0 end
-  return member > value or (inclusive and member == value)
+-- The index of the first member after `bound` (at or after, when `inclusive`) in lex
+-- order, which is the set's order when every score is equal (as ZRANGEBYLEX requires).
+local function first_after_lex(order, bound, inclusive)
+  if bound == '-' then return 1 end
+  if bound == '+' then return #order + 1 end
+  local low, high = 1, #order + 1
+  while low < high do
+    local mid = math.floor((low + high) / 2)
+    local member = order[mid]
+    if member < bound or (not inclusive and member == bound) then
+      low = mid + 1
+    else
+      high = mid
+    end
+  end
+  return low
 end
 
-local function below_max(member, value, inclusive, infinity)
-  if infinity ~= 0 then return infinity > 0 end
-  return member < value or (inclusive and member == value)
-end
-
--- ZRANGEBYLEX key min max [LIMIT offset count]: for a set whose members share one
--- score (as Redis requires), the members between the bounds in byte order.
+-- ZRANGEBYLEX key min max [LIMIT offset count]
 function C.ZRANGEBYLEX(args)
   local offset, count = 0, -1
   if #args == 6 and string.upper(args[4]) == 'LIMIT' then
@@ -480,29 +486,20 @@ function C.ZRANGEBYLEX(args)
   elseif #args ~= 3 then
     syntax()
   end
-  local min, min_incl, min_inf = lex_bound(args[2])
-  local max, max_incl, max_inf = lex_bound(args[3])
+  local min, min_excl = lex_bound(args[2])
+  local max, max_excl = lex_bound(args[3])
   local z = K.read(args[1], 'zset')
   if z == nil or offset < 0 then return {} end
-  local order = z.order
-  local from = 1
-  if min_inf == 0 and #order > 0 then
-    from = position(z, z.score[order[1]], min)
+  local from = first_after_lex(z.order, min, not min_excl)
+  local to
+  if max == '-' then
+    to = 0
+  else
+    to = first_after_lex(z.order, max, max_excl) - 1
   end
-  while order[from] and not above_min(order[from], min, min_incl, min_inf) do
-    from = from + 1
-  end
-  local out, skipped = {}, 0
-  for i = from, #order do
-    local member = order[i]
-    if not below_max(member, max, max_incl, max_inf) or count == #out then break end
-    if skipped < offset then
-      skipped = skipped + 1
-    else
-      out[#out + 1] = member
-    end
-  end
-  return out
+  from = from + offset
+  if count >= 0 then to = math.min(to, from + count - 1) end
+  return members(z, from, to, false)
 end
 
 return C
