@@ -86,7 +86,9 @@ class LuaHost:
             # are retried again and again, costing ~30 % more per run (docs/SCRIPTING.md).
             self._lua.execute(b"jit.off()")
         keyspace = self._lua.execute(_source("keyspace.lua"))
-        commands = self._lua.execute(_source("commands.lua"), keyspace)
+        arguments = self._lua.execute(_source("arguments.lua"))
+        commands = self._lua.execute(_source("commands.lua"), keyspace, arguments)
+        self._lua.execute(_source("sorted_sets.lua"), keyspace, arguments, commands)
         host = self._lua.execute(_source("host.lua"), keyspace, commands)
         # Indexed by bytes (encoding=None), not attributes: lupa tables have keys() etc.
         self._compile: LuaFunction = host[b"compile"]
