@@ -26,13 +26,27 @@ local function argument(value)
   error({ err = NOT_INTEGER }, 0)
 end
 
+-- The arguments of the command being run. One table, reused: commands read it and
+-- never keep it, and a command never calls another through redis.call. (A new table
+-- per call was a third of the garbage a script run leaves.)
+local scratch, scratch_n = {}, 0
+
 local function call(name, ...)
   local command = C[name] or C[string.upper(tostring(name))]
   if command == nil then
     error({ err = 'ERR unknown command \'' .. tostring(name) .. '\'' }, 0)
   end
-  local args = { ... }
-  for i = 1, select('#', ...) do
+  local n = select('#', ...)
+  local args = scratch
+  for i = n + 1, scratch_n do args[i] = nil end
+  scratch_n = n
+  local a1, a2, a3, a4, a5, a6, a7, a8 = ...
+  args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8] =
+    a1, a2, a3, a4, a5, a6, a7, a8
+  if n > 8 then
+    for i = 9, n do args[i] = (select(i, ...)) end
+  end
+  for i = 1, n do
     if type(args[i]) ~= 'string' then args[i] = argument(args[i]) end
   end
   return command(args)
