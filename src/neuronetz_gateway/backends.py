@@ -16,8 +16,9 @@ from neuronetz_gateway.background import BackgroundTask
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.notify import ChangeHandlers, ChangeListener
 from neuronetz_gateway.db.poll import SqlitePoller
-from neuronetz_gateway.limits import Limiter, MemoryLimiter, RedisLimiter, UsageSource
-from neuronetz_gateway.redis_cluster import RedisCommands
+from neuronetz_gateway.limits import Limiter, UsageSource
+from neuronetz_gateway.limits.script_limiter import ScriptLimiter
+from neuronetz_gateway.scripting import ScriptHost
 
 
 def describe(settings: Settings) -> dict[str, str]:
@@ -35,15 +36,15 @@ def _limiter_store(settings: Settings) -> str:
     return "redis-cluster" if settings.redis_cluster else "redis"
 
 
-def create_limiter(settings: Settings, redis: RedisCommands | None, usage: UsageSource) -> Limiter:
-    """`RedisLimiter` when Redis is configured, else the in-process `MemoryLimiter`."""
-    lease = settings.concurrency_lease_seconds
-    default_cap = settings.budget_default_max_output_tokens
-    if redis is not None:
-        return RedisLimiter(
-            redis, usage, lease_seconds=lease, default_max_output_tokens=default_cap
-        )
-    return MemoryLimiter(usage, lease_seconds=lease, default_max_output_tokens=default_cap)
+def create_limiter(settings: Settings, scripts: ScriptHost, usage: UsageSource) -> Limiter:
+    """The limiter's scripts on the process's script host: Redis when configured, else
+    the in-process `LuaHost` (standalone mode); the same Lua either way."""
+    return ScriptLimiter(
+        scripts,
+        usage,
+        lease_seconds=settings.concurrency_lease_seconds,
+        default_max_output_tokens=settings.budget_default_max_output_tokens,
+    )
 
 
 def create_change_feed(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.engine import create_engine
 from neuronetz_gateway.redis_cluster import ClusterClient, RedisCommands
-from neuronetz_gateway.scripting.resp import RespClient
+from neuronetz_gateway.scripting import LuaHost, RedisHost, RespClient, ScriptHost
 
 # Redis answers in well under a millisecond; a second without an answer means it is
 # gone, and the request fails closed (503) instead of waiting.
@@ -25,6 +25,12 @@ class Resources:
     engine: AsyncEngine
     redis: RedisCommands | None  # None in standalone mode: the limiter lives in this process
     upstream: aiohttp.ClientSession
+    # Where Lua scripts run (docs/SCRIPTING.md): Redis, or this process's one LuaHost in
+    # standalone mode. Every component with scripts shares it (one store per process).
+    scripts: ScriptHost = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scripts = RedisHost(self.redis) if self.redis is not None else LuaHost()
 
     async def aclose(self) -> None:
         await self.upstream.close()

@@ -93,7 +93,7 @@ class GatewayRuntime:
         self.audit = AuditWriter(resources.engine, settings)
         self.limiter: Limiter = backends.create_limiter(
             settings,
-            resources.redis,
+            resources.scripts,
             BufferedUsageSource(PostgresUsageSource(resources.engine), self.audit),
         )
         queue = create_queue(settings, resources.redis, self.upstreams)

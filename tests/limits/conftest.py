@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypedDict
+from typing import Any, Protocol, TypedDict, cast
 
 import pytest
 from redis.asyncio import Redis
@@ -28,8 +28,8 @@ from neuronetz_gateway.limits import (
     RespClient,
 )
 from neuronetz_gateway.limits.keys import KEY_NAMESPACE
-from neuronetz_gateway.limits.memory_store import MemoryStore
 from neuronetz_gateway.limits.script_limiter import ScriptLimiter
+from neuronetz_gateway.scripting import LuaHost
 from tests.support.databases import REDIS_URL
 
 # Thursday 2026-11-26 12:00:00 UTC: whole seconds, mid-day, mid-month.
@@ -123,26 +123,31 @@ class RedisCounters:
 
 
 class MemoryCounters:
-    def __init__(self, store: MemoryStore) -> None:
-        self.store = store
+    """The in-process store, read with the store's own commands."""
+
+    def __init__(self, host: LuaHost) -> None:
+        self.host = host
 
     async def zcard(self, key: str) -> int:
-        return self.store.zcard(key)
+        return int(cast(int, self.host.command("ZCARD", key)))
 
     async def zrange(self, key: str) -> list[str]:
-        return self.store.zrange(key)
+        return [
+            _text(member) for member in cast(list[bytes], self.host.command("ZRANGE", key, 0, -1))
+        ]
 
     async def hget(self, key: str, name: str) -> str | None:
-        return self.store.hget(key, name)
+        value = self.host.command("HGET", key, name)
+        return None if value is None else _text(value)
 
     async def pttl(self, key: str) -> int:
-        return self.store.pttl(key)
+        return int(cast(int, self.host.command("PTTL", key)))
 
     async def exists(self, key: str) -> bool:
-        return self.store.exists(key)
+        return self.host.command("EXISTS", key) == 1
 
     async def flush(self) -> None:
-        self.store.flush()
+        self.host.flush()
 
 
 async def used_and_reserved(counters: Counters, key: str) -> tuple[int, int]:
@@ -167,11 +172,11 @@ class Backend:
 async def open_backend(name: str, engine: AsyncEngine, redis_url: str) -> AsyncIterator[Backend]:
     usage = PostgresUsageSource(engine)
     if name == "memory":
-        store = MemoryStore()
+        host = LuaHost()
         yield Backend(
             name,
-            MemoryCounters(store),
-            lambda options: MemoryLimiter(usage, store=store, **options),
+            MemoryCounters(host),
+            lambda options: MemoryLimiter(usage, host=host, **options),
         )
         return
     clients: list[RespClient] = []

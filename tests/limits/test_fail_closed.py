@@ -127,7 +127,7 @@ async def test_unreadable_usage_refuses_instead_of_admitting_unmetered(
         await dead_database.dispose()
         await client.aclose()
     assert [key async for key in redis.scan_iter(f"nz:lim:{{{tenant_id}}}:*")] == []
-    assert list(memory.store.keys()) == []
+    assert memory.host.keys() == []
 
 
 async def test_unlimited_requests_need_no_redis_at_all(

@@ -1,9 +1,9 @@
-"""What the limiter holds for a key and its tenant, read from where it keeps it.
+"""What the limiter holds for a key and its tenant, read where it keeps it.
 
-Redis (the shared limiter) or the in-process store of standalone mode: the same key
-layout (`limits.keys`), so one reader serves both. A request in flight holds a
-concurrency lease (`live`) and a budget reservation (`resv`, and `resv` of each budget
-counter); once it is settled, none of them remains.
+Read by a small script on the limiter's own script host: Redis (the shared limiter) or
+the in-process Lua store of standalone mode, one reader for both. A request in flight
+holds a concurrency lease (`live`) and a budget reservation (`resv`, and `resv` of each
+budget counter); once it is settled, none of them remains.
 """
 
 from __future__ import annotations
@@ -12,13 +12,22 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
+from typing import cast
 
-import redis.asyncio as aioredis
-
-from neuronetz_gateway.limits import MemoryLimiter
 from neuronetz_gateway.limits.keys import Periods, subject_keys
+from neuronetz_gateway.limits.script_limiter import ScriptLimiter
 from neuronetz_gateway.runtime import GatewayRuntime
-from tests.support.databases import REDIS_URL
+from neuronetz_gateway.scripting import Script
+
+# KEYS: live, resv, daily, monthly, total of one subject.
+READ_HELD = Script(
+    "read_held",
+    """
+    local reserved = 0
+    for i = 3, 5 do reserved = reserved + (tonumber(redis.call('HGET', KEYS[i], 'resv')) or 0) end
+    return {redis.call('ZCARD', KEYS[1]), redis.call('HLEN', KEYS[2]), reserved}
+    """,
+)
 
 
 @dataclass(frozen=True)
@@ -36,37 +45,17 @@ NOTHING = Held(0, 0, 0)
 async def held(runtime: GatewayRuntime, tenant_id: uuid.UUID, key_id: uuid.UUID) -> list[Held]:
     """What the key and its tenant hold right now, key first."""
     periods = Periods.at(time.time())
-    subjects = [subject_keys(tenant_id, subject, periods) for subject in (key_id, None)]
-    budgets = [(keys.daily, keys.monthly, keys.total) for keys in subjects]
     limiter = runtime.limiter
-    if isinstance(limiter, MemoryLimiter):
-        store = limiter.store
-        return [
-            Held(
-                store.zcard(keys.live),
-                len(store.hgetall(keys.reservations)),
-                sum(
-                    int(store.hgetall(c).get("resv", 0))
-                    for c in (keys.daily, keys.monthly, keys.total)
-                ),
-            )
-            for keys in subjects
-        ]
-    redis = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
-    try:
-        found = []
-        for keys, counters in zip(subjects, budgets, strict=True):
-            reserved = [await redis.hget(counter, "resv") for counter in counters]
-            found.append(
-                Held(
-                    await redis.zcard(keys.live),
-                    await redis.hlen(keys.reservations),
-                    sum(int(value or 0) for value in reserved),
-                )
-            )
-        return found
-    finally:
-        await redis.aclose()
+    assert isinstance(limiter, ScriptLimiter)
+    found = []
+    for subject in (key_id, None):
+        keys = subject_keys(tenant_id, subject, periods)
+        names = [keys.live, keys.reservations, keys.daily, keys.monthly, keys.total]
+        reply = await limiter.host.run(READ_HELD, names, [])
+        assert isinstance(reply, list)
+        leases, reservations, reserved = (int(cast(int, value)) for value in reply)
+        found.append(Held(leases, reservations, reserved))
+    return found
 
 
 async def wait_until_released(

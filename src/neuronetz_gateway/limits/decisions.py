@@ -10,11 +10,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
 
 from neuronetz_gateway.auth.principal import LimitValues
-from neuronetz_gateway.limits.keys import PERIODS, Periods
-from neuronetz_gateway.limits.types import BudgetPeriod, RefusalReason, Refused, Scope
+from neuronetz_gateway.limits.keys import Periods
+from neuronetz_gateway.limits.layouts import Failure, WindowState
+from neuronetz_gateway.limits.types import Refused, Scope
 
 # A total budget never resets (an operator has to raise it): when refusals are compared
 # its wait counts as a day; the client gets no Retry-After for it.
@@ -24,62 +24,12 @@ TOTAL_BUDGET_RETRY_MS = 86_400_000
 _PRIORITY: dict[str, int] = {"rpm": 0, "tpm": 1, "concurrency": 2, "budget": 3}
 
 
-def text(value: object) -> str:
-    """A Redis reply item as text, whether or not the client decodes responses."""
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 @dataclass(frozen=True, slots=True)
 class Subject:
     """A subject as the decision needs it: its scope and its limit values."""
 
     scope: Scope
     limits: LimitValues
-
-
-@dataclass(frozen=True, slots=True)
-class WindowState:
-    """One subject's rate-limit state as reported by the script (None = not limited)."""
-
-    rpm: int | None
-    rpm_remaining: int
-    rpm_reset_ms: int
-    tpm: int | None
-    tpm_remaining: int
-
-    @classmethod
-    def parse(cls, raw: Sequence[object]) -> WindowState:
-        rpm, remaining, reset, tpm, tpm_remaining = (int(cast(int, item)) for item in raw)
-        return cls(
-            rpm=rpm if rpm >= 0 else None,
-            rpm_remaining=remaining,
-            rpm_reset_ms=reset,
-            tpm=tpm if tpm >= 0 else None,
-            tpm_remaining=tpm_remaining,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """One failed check of the admission script."""
-
-    reason: RefusalReason
-    subject: int  # index into the subjects, 0-based
-    wait_ms: int
-    period: BudgetPeriod | None
-    exhausted: bool  # budgets: settled usage (not reservations) leaves no room
-
-    @classmethod
-    def parse(cls, raw: Sequence[object]) -> Failure:
-        reason, subject, wait, period, detail = raw
-        period_index = int(cast(int, period))
-        return cls(
-            reason=cast(RefusalReason, text(reason)),
-            subject=int(cast(int, subject)) - 1,
-            wait_ms=int(cast(int, wait)),
-            period=PERIODS[period_index - 1] if period_index else None,
-            exhausted=text(detail) == "exhausted",
-        )
 
 
 def duration(ms: int) -> str:

@@ -1,36 +1,40 @@
 """`ScriptLimiter`: admission and settlement as three scripts over keyed counters.
 
-The algorithm lives in the admit/settle/refresh scripts (limits/lua/, docs/LIMITS.md);
-this class builds their arguments, rebuilds missing budget counters from the
-`UsageSource`, and turns replies into admissions and refusals. Where the scripts run is
-a `ScriptRunner`: Redis (`RedisLimiter`, shared by every replica) or this process
-(`MemoryLimiter`, standalone mode). Both get the same arguments and give the same
-replies, so everything a client sees is decided by the code here, once.
+The algorithm lives in the admit/settle/refresh scripts (limits/lua/, docs/LIMITS.md),
+their arguments and replies in limits/layouts.py; this class fills the arguments,
+rebuilds missing budget counters from the `UsageSource`, and turns replies into
+admissions and refusals. Where the scripts run is a `ScriptHost`: Redis (`RedisLimiter`,
+shared by every replica) or this process (`MemoryLimiter`, standalone mode). Both run
+the same Lua, so everything a client sees is decided by one implementation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal, Protocol, cast
 
 import structlog
 
 from neuronetz_gateway import ids
 from neuronetz_gateway.auth.principal import LimitValues
-from neuronetz_gateway.limits.decisions import (
-    Failure,
-    Subject,
-    WindowState,
-    ratelimit_headers,
-    refusal,
-    text,
-)
+from neuronetz_gateway.limits import scripts
+from neuronetz_gateway.limits.decisions import Subject, ratelimit_headers, refusal
 from neuronetz_gateway.limits.keys import PERIODS, Periods, SubjectKeys, subject_keys
+from neuronetz_gateway.limits.layouts import (
+    AdmitArgs,
+    AdmitReply,
+    AdmitSubject,
+    MissingCounter,
+    RefreshArgs,
+    RefreshReply,
+    SettleArgs,
+    clock_arg,
+)
 from neuronetz_gateway.limits.types import (
     Admission,
     AdmissionRequest,
@@ -39,6 +43,7 @@ from neuronetz_gateway.limits.types import (
     Ticket,
 )
 from neuronetz_gateway.limits.usage_source import UsageSource
+from neuronetz_gateway.scripting import Reply, Script, ScriptFailed, ScriptHost, StoreUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -48,16 +53,6 @@ REBUILD_ATTEMPTS = 2
 # same ones, so they are built once. Cleared when full (a day has few distinct keys).
 TARGETS_CACHE_SIZE = 10_000
 
-ScriptName = Literal["admit", "settle", "refresh"]
-
-
-class ScriptRunner(Protocol):
-    """Runs one of the limiter's scripts atomically; `LimiterUnavailable` if it cannot."""
-
-    async def run(self, script: ScriptName, keys: Sequence[str], args: Sequence[str]) -> object:
-        """The script's reply, as Redis would give it (lists, ints, strings or bytes)."""
-        ...
-
 
 @dataclass(frozen=True, slots=True)
 class _Target:
@@ -66,7 +61,7 @@ class _Target:
     subject: Subject
     key_id: uuid.UUID | None
     plan: SubjectPlan
-    limit_args: tuple[str, ...]  # the subject's six limits as admit.lua's ARGV
+    args: AdmitSubject  # the subject's limits as admit.lua's ARGV (nothing rebuilt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +70,8 @@ class _Clock:
 
     second: int
     periods: Periods
-    counter_ttls: tuple[str, ...]
+    counter_ttls: tuple[str, str, str]
     state_ttl_ms: int
-
-
-_NO_REBUILT_COUNTERS = ("", "", "")
 
 
 def new_admission_id() -> str:
@@ -95,7 +87,7 @@ class ScriptLimiter:
 
     def __init__(
         self,
-        scripts: ScriptRunner,
+        host: ScriptHost,
         usage_source: UsageSource,
         *,
         lease_seconds: int,
@@ -103,7 +95,7 @@ class ScriptLimiter:
     ) -> None:
         if lease_seconds < 1 or default_max_output_tokens < 1:
             raise ValueError("lease_seconds and default_max_output_tokens must be >= 1")
-        self._scripts = scripts
+        self.host = host
         self._usage = usage_source
         self._clock_cache: _Clock | None = None
         self._targets_cache: dict[_TargetsKey, tuple[tuple[_Target, ...], tuple[str, ...]]] = {}
@@ -120,42 +112,36 @@ class ScriptLimiter:
         periods, state_ttl_ms = clock.periods, clock.state_ttl_ms
         targets, keys = self._targets(request, periods)
         admission_id = new_admission_id()
-        initial: dict[str, str] = {}
-        args = self._admit_args(request, admission_id, clock, targets, initial)
-        reply = _items(await self._scripts.run("admit", keys, args))
+        args = self._admit_args(request, admission_id, clock, targets, {})
+        reply = AdmitReply.parse(await self._run(scripts.ADMIT, keys, args.argv()))
         for _ in range(REBUILD_ATTEMPTS):
-            if text(reply[0]) != "missing":
+            if reply.outcome != "missing":
                 break
-            missing = [text(item) for item in _items(reply[1])]
-            initial = await self._rebuild(request, targets, periods, missing)
-            args = self._admit_args(request, admission_id, clock, targets, initial)
-            reply = _items(await self._scripts.run("admit", keys, args))
-        if text(reply[0]) == "missing":
+            rebuilt = await self._rebuild(request, targets, periods, reply.missing)
+            args = self._admit_args(request, admission_id, clock, targets, rebuilt)
+            reply = AdmitReply.parse(await self._run(scripts.ADMIT, keys, args.argv()))
+        if reply.outcome == "missing":
             log.error("limiter_rebuild_failed", tenant_id=str(request.tenant_id))
             raise LimiterUnavailable("budget counters could not be rebuilt")
 
-        if text(reply[0]) == "refused":
-            states = [WindowState.parse(cast(list[object], raw)) for raw in _items(reply[1])]
-            failures = [Failure.parse(cast(list[object], raw)) for raw in _items(reply[2])]
+        if reply.outcome == "refused":
             subjects = [target.subject for target in targets]
-            raise refusal(failures, states, subjects, periods)
+            raise refusal(reply.failures, reply.states, subjects, periods)
 
-        output_cap, reserved = int(cast(int, reply[1])), int(cast(int, reply[2]))
-        states = [WindowState.parse(cast(list[object], raw)) for raw in _items(reply[3])]
         ticket = Ticket(
             admission_id=admission_id,
             request_id=request.request_id,
             tenant_id=request.tenant_id,
             subjects=tuple(target.plan for target in targets),
             keys=keys,
-            reserved_tokens=reserved,
+            reserved_tokens=reply.reserved,
             lease_seconds=self._lease_seconds,
             state_ttl_ms=state_ttl_ms,
         )
         return Admission(
             ticket=ticket,
-            output_cap=output_cap if output_cap >= 0 else None,
-            headers=ratelimit_headers(states),
+            output_cap=reply.output_cap,
+            headers=ratelimit_headers(reply.states),
         )
 
     async def settle(
@@ -172,10 +158,8 @@ class ScriptLimiter:
         if ticket.is_noop or ticket.settled:
             return
         real = max(0, prompt_tokens) + max(0, completion_tokens)
-        args: list[str] = [_clock(now), ticket.admission_id, str(real), str(len(ticket.subjects))]
-        for plan in ticket.subjects:
-            args += [_flag(plan.tpm), _flag(plan.live), *(_flag(b) for b in plan.budgets)]
-        await self._scripts.run("settle", ticket.keys, args)
+        args = SettleArgs(clock_arg(now), ticket.admission_id, real, ticket.subjects)
+        await self._run(scripts.SETTLE, ticket.keys, args.argv())
         ticket.settled = True
 
     async def refresh(self, ticket: Ticket, *, now: float | None = None) -> None:
@@ -184,11 +168,24 @@ class ScriptLimiter:
         live = [plan.keys[2] for plan in ticket.subjects if plan.live]
         if not live or ticket.settled:
             return
-        lease_ms = str(ticket.lease_seconds * 1000)
-        args = [_clock(now), ticket.admission_id, lease_ms, str(ticket.state_ttl_ms)]
-        alive = await self._scripts.run("refresh", live, args)
-        if int(cast(int, alive)) < len(live):
+        lease_ms = ticket.lease_seconds * 1000
+        args = RefreshArgs(clock_arg(now), ticket.admission_id, lease_ms, ticket.state_ttl_ms)
+        reply = RefreshReply.parse(await self._run(scripts.REFRESH, live, args.argv()))
+        if reply.alive < len(live):
             log.warning("limiter_lease_lost", request_id=ticket.request_id)
+
+    async def _run(self, script: Script, keys: Sequence[str], argv: Sequence[str]) -> Reply:
+        """The script's reply; every failure is `LimiterUnavailable` (fail closed)."""
+        try:
+            return await self.host.run(script, keys, argv)
+        except StoreUnavailable as error:
+            log.error("limiter_unavailable", error=str(error))
+            raise LimiterUnavailable("the rate-limit store is unavailable") from error
+        except ScriptFailed as error:
+            # A script error is a bug or a store in trouble (OOM, read-only replica):
+            # either way nothing was decided, so nothing is admitted.
+            log.error("limiter_script_failed", script=script.name, error=str(error)[:200])
+            raise LimiterUnavailable("the rate-limit store refused the script") from error
 
     def _clock_at(self, now: float) -> _Clock:
         """The periods of `now` and the TTL arguments derived from them, computed once
@@ -201,7 +198,7 @@ class ScriptLimiter:
             cached = _Clock(
                 second=second,
                 periods=periods,
-                counter_ttls=tuple(str(ttl) for ttl in ttls),
+                counter_ttls=(str(ttls[0]), str(ttls[1]), str(ttls[2])),
                 state_ttl_ms=max(*ttls, 2 * self._lease_seconds * 1000),
             )
             self._clock_cache = cached
@@ -233,54 +230,63 @@ class ScriptLimiter:
         admission_id: str,
         clock: _Clock,
         targets: Sequence[_Target],
-        initial: dict[str, str],
-    ) -> list[str]:
-        """ARGV of admit.lua (its header comment is the reference)."""
+        rebuilt: dict[MissingCounter, str],
+    ) -> AdmitArgs:
+        """admit.lua's arguments, with the initial values of `rebuilt` counters."""
         ceiling = -1
         if request.produces_output:
             ceiling = self._default_max_output_tokens
             if request.client_output_cap is not None and request.client_output_cap >= 1:
                 ceiling = min(ceiling, request.client_output_cap)
-        args = [
-            _clock(request.now),
-            admission_id,
-            str(self._lease_seconds * 1000),
-            str(max(0, request.prompt_estimate)),
-            str(ceiling),
-            *clock.counter_ttls,
-            str(clock.state_ttl_ms),
-            str(len(targets)),
-        ]
-        for index, target in enumerate(targets, start=1):
-            args += target.limit_args
-            if initial:
-                args += [initial.get(f"{index}:{period}", "") for period in (1, 2, 3)]
-            else:
-                args += _NO_REBUILT_COUNTERS
-        return args
+        subjects = tuple(target.args for target in targets)
+        if rebuilt:
+            subjects = tuple(
+                dataclasses.replace(
+                    subject,
+                    rebuilt=(
+                        rebuilt.get(MissingCounter(index, 1)),
+                        rebuilt.get(MissingCounter(index, 2)),
+                        rebuilt.get(MissingCounter(index, 3)),
+                    ),
+                )
+                for index, subject in enumerate(subjects)
+            )
+        return AdmitArgs(
+            now=clock_arg(request.now),
+            admission_id=admission_id,
+            lease_ms=self._lease_seconds * 1000,
+            prompt_estimate=max(0, request.prompt_estimate),
+            output_ceiling=ceiling,
+            counter_ttls_ms=clock.counter_ttls,
+            state_ttl_ms=clock.state_ttl_ms,
+            subjects=subjects,
+        )
 
     async def _rebuild(
         self,
         request: AdmissionRequest,
         targets: Sequence[_Target],
         periods: Periods,
-        missing: Sequence[str],
-    ) -> dict[str, str]:
+        missing: Sequence[MissingCounter],
+    ) -> dict[MissingCounter, str]:
         """Initial "used|gen" values of the missing counters, summed from the truth."""
 
-        async def used(entry: str) -> tuple[str, str]:
-            subject, period = (int(part) for part in entry.split(":"))
-            since = periods.since(PERIODS[period - 1])
-            key_id = targets[subject - 1].key_id
+        async def used(counter: MissingCounter) -> tuple[MissingCounter, str]:
+            since = periods.since(PERIODS[counter.period - 1])
+            key_id = targets[counter.subject].key_id
             tokens = await self._usage.used_tokens(request.tenant_id, key_id, since)
-            return entry, f"{tokens}|{uuid.uuid4().hex[:16]}"
+            return counter, f"{tokens}|{uuid.uuid4().hex[:16]}"
 
         try:
             rebuilt = dict(await asyncio.gather(*(used(entry) for entry in missing)))
         except Exception as error:
             log.error("limiter_rebuild_failed", error=type(error).__name__)
             raise LimiterUnavailable("usage could not be read to rebuild a budget") from error
-        log.info("limiter_counters_rebuilt", tenant_id=str(request.tenant_id), counters=missing)
+        log.info(
+            "limiter_counters_rebuilt",
+            tenant_id=str(request.tenant_id),
+            counters=[f"{counter.subject + 1}:{counter.period}" for counter in missing],
+        )
         return rebuilt
 
 
@@ -295,24 +301,19 @@ def _targets(request: AdmissionRequest, periods: Periods) -> list[_Target]:
             subject,
             key_id,
             _plan(subject, subject_keys(request.tenant_id, key_id, periods)),
-            _limit_args(subject.limits),
+            _admit_subject(subject.limits),
         )
         for subject, key_id in candidates
         if not subject.limits.is_unlimited
     ]
 
 
-def _limit_args(limits: LimitValues) -> tuple[str, ...]:
-    return tuple(
-        _optional(value)
-        for value in (
-            limits.rpm,
-            limits.tpm,
-            limits.max_concurrent,
-            limits.daily_tokens,
-            limits.monthly_tokens,
-            limits.total_tokens,
-        )
+def _admit_subject(limits: LimitValues) -> AdmitSubject:
+    return AdmitSubject(
+        rpm=limits.rpm,
+        tpm=limits.tpm,
+        max_concurrent=limits.max_concurrent,
+        budgets=(limits.daily_tokens, limits.monthly_tokens, limits.total_tokens),
     )
 
 
@@ -330,19 +331,3 @@ def _plan(subject: Subject, keys: SubjectKeys) -> SubjectPlan:
         live=limits.max_concurrent is not None or any(budgets),
         budgets=budgets,
     )
-
-
-def _items(value: object) -> list[object]:
-    return cast(list[object], value)
-
-
-def _clock(now: float | None) -> str:
-    return "" if now is None else str(int(now * 1000))
-
-
-def _optional(value: int | None) -> str:
-    return "" if value is None else str(value)
-
-
-def _flag(value: bool) -> str:
-    return "1" if value else ""

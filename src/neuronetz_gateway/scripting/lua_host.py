@@ -1,11 +1,12 @@
 """`LuaHost`: scripts run in this process on a store kept inside Lua (standalone mode).
 
-The very Lua that Redis runs (see `Script`), compiled once per process by lupa
-(LuaJIT when the wheel ships it, else Lua 5.4) into a function of (KEYS, ARGV). The
-store lives in Lua tables (lua/keyspace.lua) and the Redis commands scripts use are
-implemented in Lua (lua/commands.lua), so a run is one call from Python into Lua and
-`redis.call` never comes back into Python. Keys and arguments cross as plain byte
-strings; the reply comes back flat (lua/host.lua) and is rebuilt here.
+The very Lua that Redis runs (see `Script`), compiled once per process by lupa into a
+function of (KEYS, ARGV), on LuaJIT's interpreter when the wheel ships LuaJIT (Lua 5.1
+semantics, as Redis), else on Lua 5.4. The store lives in Lua tables
+(lua/keyspace.lua) and the Redis commands scripts use are implemented in Lua
+(lua/commands.lua), so a run is one call from Python into Lua and `redis.call` never
+comes back into Python. Arguments cross as plain byte strings, a key list once (then
+by number); the reply comes back flat (lua/host.lua) and is rebuilt here.
 
 Key expiry follows `clock` (epoch seconds, default `time.time`), read once per run:
 a script sees one instant, as on Redis. Expired keys are dropped when touched and, for
@@ -31,8 +32,9 @@ except ImportError:  # a lupa wheel without LuaJIT for this platform
     from lupa import lua54 as lua  # same API, other runtime
 
 PURGE_INTERVAL_SECONDS = 60.0
-# Encoded key lists are reused: callers pass the same keys for many runs.
-ENCODED_KEYS_CACHE_SIZE = 4096
+# Key lists handed to Lua once and named by a number after that (callers pass the same
+# keys for many runs); all are forgotten when this many are kept.
+KEY_LISTS_CACHE_SIZE = 4096
 RUNTIME = "LuaJIT" if lua.__name__.endswith("luajit21") else "Lua 5.4"
 
 LuaFunction = Callable[..., Any]
@@ -78,8 +80,15 @@ class LuaHost:
         self._clock = clock
         # No Python object is reachable from Lua: scripts see only what host.lua gives.
         self._lua = lua.LuaRuntime(encoding=None, register_eval=False, register_builtins=False)
+        if RUNTIME == "LuaJIT":
+            # The interpreter only: scripts are short and run once per call, so traces
+            # rarely pay off, and paths the compiler aborts on (string formatting, varargs)
+            # are retried again and again, costing ~30 % more per run (docs/SCRIPTING.md).
+            self._lua.execute(b"jit.off()")
         keyspace = self._lua.execute(_source("keyspace.lua"))
-        commands = self._lua.execute(_source("commands.lua"), keyspace)
+        arguments = self._lua.execute(_source("arguments.lua"))
+        commands = self._lua.execute(_source("commands.lua"), keyspace, arguments)
+        self._lua.execute(_source("sorted_sets.lua"), keyspace, arguments, commands)
         host = self._lua.execute(_source("host.lua"), keyspace, commands)
         # Indexed by bytes (encoding=None), not attributes: lupa tables have keys() etc.
         self._compile: LuaFunction = host[b"compile"]
@@ -88,7 +97,9 @@ class LuaHost:
         self._keys: LuaFunction = host[b"keys"]
         self._flush: LuaFunction = host[b"flush"]
         self._runs: dict[str, LuaFunction] = {}
-        self._encoded_keys: dict[tuple[str, ...], tuple[bytes, ...]] = {}
+        self._keep_keys: LuaFunction = host[b"keep_keys"]
+        self._forget_keys: LuaFunction = host[b"forget_keys"]
+        self._key_lists: dict[tuple[str, ...], int] = {}
         self._purged_at = time.monotonic()
 
     def _now_ms(self) -> int:
@@ -104,14 +115,17 @@ class LuaHost:
             self._runs[script.sha] = run
         return cast(LuaFunction, run)
 
-    def _encoded(self, keys: Sequence[str]) -> tuple[bytes, ...]:
+    def _keys_id(self, keys: Sequence[str]) -> int:
+        """The number Lua knows `keys` by (handed over on first use)."""
         as_tuple = keys if isinstance(keys, tuple) else tuple(keys)
-        encoded = self._encoded_keys.get(as_tuple)
-        if encoded is None:
-            if len(self._encoded_keys) >= ENCODED_KEYS_CACHE_SIZE:
-                self._encoded_keys.clear()
-            encoded = self._encoded_keys[as_tuple] = tuple(key.encode() for key in as_tuple)
-        return encoded
+        keys_id = self._key_lists.get(as_tuple)
+        if keys_id is None:
+            if len(self._key_lists) >= KEY_LISTS_CACHE_SIZE:
+                self._key_lists.clear()
+                self._forget_keys()
+            keys_id = self._key_lists[as_tuple] = len(self._key_lists) + 1
+            self._keep_keys(keys_id, *(key.encode() for key in as_tuple))
+        return keys_id
 
     async def run(self, script: Script, keys: Sequence[str], args: Sequence[Argument]) -> Reply:
         """The script's reply; `ScriptFailed` if it raised an error (host.py)."""
@@ -124,7 +138,7 @@ class LuaHost:
             self._purged_at = monotonic
             self._purge(self._now_ms())
         run = self._compiled(script)
-        result = run(self._now_ms(), len(keys), *self._encoded(keys), *_encode(args))
+        result = run(self._now_ms(), self._keys_id(keys), *_encode(args))
         return _reply(result, script.name)
 
     def command(self, *args: Argument) -> Reply:

@@ -2,19 +2,8 @@
 -- its tenant in one atomic step. Everything is checked first; only when every check
 -- passes is anything consumed (rpm slot, lease, budget reservation).
 --
--- ARGV: 1 now_ms ('' = Redis clock), 2 admission id, 3 lease ms, 4 prompt estimate,
---   5 output ceiling (min(client cap, default max); -1 = the request produces no
---   output), 6-8 ttl ms of the daily/monthly/total counters, 9 ttl ms of live/resv,
---   10 subject count; then per subject nine values: rpm, tpm, max_concurrent,
---   daily, monthly, total ('' = not limited) and, for a rebuild, the initial
---   "used|gen" of the daily, monthly and total counters ('' = none).
---
--- Returns one of
---   {'missing', {'<subject>:<period>', ...}}   budget counters to rebuild first
---   {'refused', headers, {{reason, subject, wait_ms, period, detail}, ...}}
---   {'ok', output_cap (-1 = none), reserved tokens, headers}
--- where headers holds per subject {rpm, rpm remaining, rpm reset ms, tpm, tpm remaining}
--- (-1 where not limited), and period is 1..3 (0 = none).
+-- KEYS, ARGV and the reply are laid out in limits/layouts.py (AdmitArgs, AdmitReply):
+-- a reply is {'missing', ...}, {'refused', ...} or {'ok', ...}.
 
 local now = clock(ARGV[1])
 local id = ARGV[2]
@@ -49,7 +38,7 @@ for s, subject in ipairs(subjects) do
     local counter = subject.keys.counters[p]
     if subject.budgets[p] and redis.call('EXISTS', counter) == 0 then
       if subject.init[p] == '' then
-        missing[#missing + 1] = s .. ':' .. p
+        missing[#missing + 1] = { s, p }
       else
         local init = split(subject.init[p])
         redis.call('HSET', counter, 'used', init[1], 'resv', 0, 'gen', init[2])

@@ -1,12 +1,8 @@
 -- Shared by admit.lua and settle.lua (prepended by limits/scripts.py).
 --
--- Per subject (the key, then the tenant) the caller passes seven keys, in this order:
---   rpm   ZSET  admission id -> admitted at (ms)
---   tpm   HASH  epoch second -> tokens settled in that second
---   live  ZSET  admission id -> lease expiry (ms)
---   resv  HASH  admission id -> "tokens|gen daily|gen monthly|gen total"
---   daily, monthly, total   HASH used, resv, gen  (budget counters)
--- All of them carry the tenant's hash tag; no key name is built here.
+-- Per subject (the key, then the tenant) the caller passes seven keys in KEYS, in the
+-- order of limits/keys.py's SubjectKeys (what each holds is documented there). All of
+-- them carry the tenant's hash tag; no key name is built here.
 
 local KEYS_PER_SUBJECT = 7
 local WINDOW_MS = 60000

@@ -2,8 +2,8 @@
 -- still in. A lease that was already reclaimed is not re-added (that could exceed
 -- max_concurrent); the count of leases kept alive is returned.
 --
--- KEYS: the live sets of the ticket. ARGV: now_ms ('' = Redis clock), admission id,
--- lease ms, ttl ms of the sets.
+-- KEYS: the live sets of the ticket. ARGV and the reply: limits/layouts.py
+-- (RefreshArgs, RefreshReply).
 
 local now
 if ARGV[1] ~= '' then

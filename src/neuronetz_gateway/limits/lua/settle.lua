@@ -2,8 +2,7 @@
 -- real token count, record the real tokens in the tpm window. Idempotent per subject
 -- only through the caller (a ticket is settled once).
 --
--- ARGV: now_ms ('' = Redis clock), admission id, real tokens, subject count, then per
--- subject five flags ('1' or ''): tpm, live, daily, monthly, total.
+-- ARGV: limits/layouts.py (SettleArgs).
 
 local now = clock(ARGV[1])
 local id = ARGV[2]
