@@ -9,6 +9,8 @@ that counts query round trips (Postgres, per connection) and commands (Redis, by
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -134,10 +136,15 @@ async def test_unlimited_key_needs_no_limiter_script_only_its_slot(
     async with httpx.AsyncClient(base_url=quiet_gateway.base_url, timeout=10) as client:
         assert (await client.post("/api/chat", json=BODY, headers=headers)).status_code == 200
         before = redis_proxy.snapshot()
+        started = time.monotonic()
         for _ in range(50):
             assert (await client.post("/api/chat", json=BODY, headers=headers)).status_code == 200
         await _settled(redis_proxy, before["EVALSHA"] + 2 * 50)
+        elapsed = time.monotonic() - started
         after = redis_proxy.snapshot()
-    # No limiter script: only the acquire and the release of a free slot. (A request that
-    # has to wait costs one more: joining the queue; its grant is made by a release.)
-    assert after - before == Counter({"EVALSHA": 2 * 50})
+    # No limiter script: only the acquire and the release of a free slot. Besides them,
+    # the scheduler's tick (at most once a second while this process holds a slot)
+    # may run its script; on a slow machine the 50 requests span a few ticks.
+    spent = after - before
+    assert set(spent) == {"EVALSHA"}
+    assert 2 * 50 <= spent["EVALSHA"] <= 2 * 50 + math.ceil(elapsed) + 1
