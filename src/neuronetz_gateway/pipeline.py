@@ -165,8 +165,9 @@ class Pipeline:
         scheduler = self.runtime.scheduler
         if scheduler is None or not route.takes_slot:
             return None
-        deadline = asyncio.get_running_loop().time() + self.settings.queue_max_wait_seconds
-        ticket = WaitTicket(str(principal.tenant_id), principal.tenant_weight, deadline)
+        now = asyncio.get_running_loop().time()
+        deadline = now + self.settings.queue_max_wait_seconds
+        ticket = WaitTicket(str(principal.tenant_id), principal.tenant_weight, deadline, now)
         return scheduler.request(model.upstreams, ticket)
 
     async def _show(self, exchange: Exchange, route: Route, principal: Principal) -> None:

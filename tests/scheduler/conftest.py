@@ -25,7 +25,8 @@ REDIS, IN_PROCESS = "redis", "in-process"
 
 
 def ticket(tenant: str, weight: int = 1, wait: float = 10.0) -> WaitTicket:
-    return WaitTicket(tenant, weight, asyncio.get_running_loop().time() + wait)
+    now = asyncio.get_running_loop().time()
+    return WaitTicket(tenant, weight, now + wait, now)
 
 
 def fresh_urls(count: int = 1) -> list[str]:

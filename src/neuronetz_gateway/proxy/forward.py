@@ -21,6 +21,7 @@ and gives it back before a retry takes one elsewhere. Ollama's own 503 before an
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -155,7 +156,10 @@ class Forwarder:
         takes one (waiting for it if need be), else the pool's pick; None: no server."""
         slot = request.slot
         if slot is not None:
-            started = time.perf_counter()
+            now = asyncio.get_running_loop().time()
+            # The first try went out beside the admission: its wait counts from then, the
+            # moment the wait limit counts from too (a 503 past the limit shows >= it).
+            started = slot.ticket.since if not tried else now
             prefetched = slot.prefetched if not tried else None
             trace = exchange.trace
             if trace is not None:  # a refusal leaves it open: ended as the request ended
@@ -165,7 +169,7 @@ class Forwarder:
                     request.holders, tried, slot.ticket, prefetched
                 )
             finally:  # the wait of every attempt, granted or not (audit_log.queue_ms)
-                waited = (time.perf_counter() - started) * 1000.0
+                waited = (asyncio.get_running_loop().time() - started) * 1000.0
                 exchange.queue_ms = (exchange.queue_ms or 0.0) + waited
             if trace is not None:
                 trace.end("queue_wait")

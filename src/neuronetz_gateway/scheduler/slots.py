@@ -45,11 +45,13 @@ EXPIRY_MARGIN_SECONDS = 0.01
 
 @dataclass(frozen=True, slots=True)
 class WaitTicket:
-    """Who asks for a slot, and until when (the event loop's clock) it may wait."""
+    """Who asks for a slot, since when and until when (the event loop's clock) it may
+    wait: the wait limit and `audit_log.queue_ms` both count from `since`."""
 
     tenant: str
     weight: int
     deadline: float
+    since: float
 
 
 @dataclass(frozen=True, slots=True)
