@@ -33,6 +33,7 @@ from neuronetz_gateway.observability.metrics import (
 from neuronetz_gateway.proxy.upstreams import Upstream, UpstreamPool
 from neuronetz_gateway.scheduler.errors import server_busy
 from neuronetz_gateway.scheduler.layout import Layout, ServerSlots, server_id
+from neuronetz_gateway.scheduler.replies import acquired_reply, dropped_reply, pairs, texts
 from neuronetz_gateway.scheduler.store import QueueUnavailable, ScriptName, ScriptStore
 from neuronetz_gateway.scripting import Reply
 
@@ -78,15 +79,6 @@ class SlotRequest:
 
 class WaiterGone(Exception):
     """The queue lost this waiter (its replica was taken for dead): it was never granted."""
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _pairs(items: object) -> list[tuple[str, str]]:
-    values = [_text(v) for v in items] if isinstance(items, list) else []
-    return list(zip(values[::2], values[1::2], strict=False))
 
 
 class SlotScheduler:
@@ -272,7 +264,7 @@ class SlotScheduler:
         except BaseException:
             self._waiters.pop(waiter, None)
             raise
-        granted, ident, woken, expiry = _acquired(reply)
+        granted, ident, woken, expiry = acquired_reply(reply)
         self._wake_all(woken)
         if granted:
             self._waiters.pop(waiter, None)
@@ -331,7 +323,7 @@ class SlotScheduler:
         return min(TICK_SECONDS, max(0.0, self.next_expiry - time.time()) + EXPIRY_MARGIN_SECONDS)
 
     def _wake_all(self, woken: object) -> None:
-        for waiter, server in _pairs(woken):
+        for waiter, server in pairs(woken):
             self.wake(waiter, server)
 
     async def tick(self) -> None:
@@ -341,7 +333,7 @@ class SlotScheduler:
         if self._waiters:
             ids = list(self._waiters)
             reply = await self._run("drop", ("tick", *ids))
-            _, woken, reports, expiry = _dropped(reply)
+            _, woken, reports, expiry = dropped_reply(reply)
             self.next_expiry = None
             self._expect_expiry(expiry)
             self._wake_all(woken)
@@ -364,7 +356,7 @@ class SlotScheduler:
             return
         args = [part for grant, server in held for part in (grant, server.id)]
         lost = await self._run("refresh", args)
-        for grant in _texts(lost):
+        for grant in texts(lost):
             server = self._held.get(grant)
             # The lease was reclaimed: this replica stalled for longer than a lease.
             log.warning("slot_lease_lost", upstream=server.label if server else None)
@@ -381,7 +373,7 @@ class SlotScheduler:
             reply = await self._run("drop", (kind, *args))
         except QueueUnavailable:
             return  # logged by _run; the lease or the heartbeat expires by itself
-        _, woken, _, _ = _dropped(reply)
+        _, woken, _, _ = dropped_reply(reply)
         self._wake_all(woken)
 
     async def _run(self, script: ScriptName, args: Sequence[str]) -> Reply:
@@ -410,23 +402,3 @@ class SlotScheduler:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _texts(items: object) -> list[str]:
-    return [_text(v) for v in items] if isinstance(items, list) else []
-
-
-def _acquired(reply: Reply) -> tuple[bool, str, object, str]:
-    """acquire's reply: (granted, server, woken, next expiry)."""
-    if not isinstance(reply, list) or len(reply) != 4:
-        raise QueueUnavailable("unexpected reply of acquire")
-    granted, server, woken, expiry = reply
-    return granted == 1, _text(server), woken, _text(expiry)
-
-
-def _dropped(reply: Reply) -> tuple[str, object, list[str], str]:
-    """drop's reply: (status, woken, reports, next expiry)."""
-    if not isinstance(reply, list) or len(reply) != 4:
-        raise QueueUnavailable("unexpected reply of drop")
-    status, woken, reports, expiry = reply
-    return _text(status), woken, _texts(reports), _text(expiry)
