@@ -139,9 +139,11 @@ def create_app(settings: Settings) -> GatewayApp:
             # are exported too.
             stack.push_async_callback(runtime.tracing.aclose)
             log.info("tracing_enabled")
+        pipeline = Pipeline(runtime)
+        stack.callback(pipeline.leases.close)  # after the drain: leases held to the end
         # At shutdown: no new requests into the pipeline, then the ones in it finish.
         stack.push_async_callback(runtime.drain)
-        holder.runtime, holder.pipeline = runtime, Pipeline(runtime)
+        holder.runtime, holder.pipeline = runtime, pipeline
         stack.callback(holder.clear)
         freeze_startup_heap()
         log.info(

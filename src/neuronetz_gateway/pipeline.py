@@ -14,7 +14,6 @@ whatever raises at all, `handle` answers the client and records the request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import orjson
@@ -41,6 +40,7 @@ from neuronetz_gateway.limits import (
     Ticket,
     estimate_prompt_tokens,
 )
+from neuronetz_gateway.limits.lease_keeper import LeaseKeeper
 from neuronetz_gateway.policy import routes
 from neuronetz_gateway.policy.access import may_use, visible_models
 from neuronetz_gateway.policy.routes import Route, RouteKind
@@ -79,6 +79,7 @@ class Pipeline:
         self.settings = runtime.settings
         self.forwarder = Forwarder(runtime.resources.upstream, runtime.upstreams)
         self.tracing = runtime.tracing  # None unless tracing is on
+        self.leases = LeaseKeeper(runtime.limiter)
 
     async def handle(self, exchange: Exchange, route: Route, model_param: str | None) -> None:
         """Run one allowlisted request through every stage; never raises."""
@@ -377,23 +378,21 @@ class Pipeline:
     async def _watch(
         self, exchange: Exchange, main: asyncio.Task[Any], ticket: Ticket | None
     ) -> None:
-        """Cancel `main` when the client disconnects; keep a stream's lease alive."""
+        """Cancel `main` when the client disconnects; keep a lease alive meanwhile."""
         lease = ticket if ticket is not None and ticket.holds_lease else None
-        interval = lease.refresh_interval if lease is not None else None
-        while True:
-            try:
-                async with asyncio.timeout(interval):
-                    message = await exchange.receive()
-            except TimeoutError:
-                if lease is not None:
-                    with contextlib.suppress(LimiterUnavailable):
-                        await self.runtime.limiter.refresh(lease)
-                continue
-            if message["type"] == "http.disconnect":
-                if not exchange.response_complete:
-                    exchange.disconnected = True
-                    main.cancel()
-                return
+        if lease is not None:
+            self.leases.keep(lease)
+        try:
+            while True:
+                message = await exchange.receive()
+                if message["type"] == "http.disconnect":
+                    if not exchange.response_complete:
+                        exchange.disconnected = True
+                        main.cancel()
+                    return
+        finally:
+            if lease is not None:
+                self.leases.drop(lease)
 
 
 def _uncancel() -> None:

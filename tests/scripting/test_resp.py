@@ -187,3 +187,36 @@ async def test_auth_and_select(protected_redis: int) -> None:
     assert isinstance(reply, hiredis.ReplyError)
     assert str(reply).startswith("NOAUTH")
     await missing.aclose()
+
+
+async def test_each_command_has_its_own_deadline_on_a_shared_connection() -> None:
+    """One timer watches the connection: a command sent after an earlier one was
+    answered gets the full timeout from its own sending, and still fails when late."""
+
+    async def answer_late_to_late(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                if b"LATE" in data:
+                    await asyncio.sleep(0.6)  # the server side of the test: deliberately late
+                writer.write(b"+OK\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(answer_late_to_late, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = RespClient(f"redis://127.0.0.1:{port}/0", timeout=0.4)
+    loop = asyncio.get_running_loop()
+    try:
+        assert await client.execute("PING") == b"OK"  # arms the timer for its deadline
+        await asyncio.sleep(0.25)  # the next command's deadline is past the first one's
+        sent = loop.time()
+        assert await client.execute("PING") == b"OK"
+        with pytest.raises(RespError, match="did not answer in time"):
+            await client.execute("ECHO", "LATE")
+        assert loop.time() - sent >= 0.4
+        assert await client.execute("PING") == b"OK"  # a new connection
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()

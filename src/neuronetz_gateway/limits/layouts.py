@@ -27,6 +27,8 @@ def text(value: object) -> str:
 
 
 def _int(value: object) -> int:
+    if type(value) is int:  # what both hosts send for integers: no conversion
+        return value
     return int(cast(int, value))
 
 
@@ -118,7 +120,7 @@ class WindowState:
 
     @classmethod
     def parse(cls, raw: Reply) -> WindowState:
-        rpm, remaining, reset, tpm, tpm_remaining = (_int(item) for item in _items(raw))
+        rpm, remaining, reset, tpm, tpm_remaining = map(_int, _items(raw))
         return cls(
             rpm=rpm if rpm >= 0 else None,
             rpm_remaining=remaining,

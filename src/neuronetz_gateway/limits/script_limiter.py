@@ -159,7 +159,7 @@ class ScriptLimiter:
             return
         real = max(0, prompt_tokens) + max(0, completion_tokens)
         args = SettleArgs(clock_arg(now), ticket.admission_id, real, ticket.subjects)
-        await self._run(scripts.SETTLE, ticket.keys, args.argv())
+        await self._run(scripts.SETTLE, ticket.keys, args.argv(), deferred=True)
         ticket.settled = True
 
     async def refresh(self, ticket: Ticket, *, now: float | None = None) -> None:
@@ -170,14 +170,19 @@ class ScriptLimiter:
             return
         lease_ms = ticket.lease_seconds * 1000
         args = RefreshArgs(clock_arg(now), ticket.admission_id, lease_ms, ticket.state_ttl_ms)
-        reply = RefreshReply.parse(await self._run(scripts.REFRESH, live, args.argv()))
+        reply = RefreshReply.parse(
+            await self._run(scripts.REFRESH, live, args.argv(), deferred=True)
+        )
         if reply.alive < len(live):
             log.warning("limiter_lease_lost", request_id=ticket.request_id)
 
-    async def _run(self, script: Script, keys: Sequence[str], argv: Sequence[str]) -> Reply:
-        """The script's reply; every failure is `LimiterUnavailable` (fail closed)."""
+    async def _run(
+        self, script: Script, keys: Sequence[str], argv: Sequence[str], *, deferred: bool = False
+    ) -> Reply:
+        """The script's reply; every failure is `LimiterUnavailable` (fail closed).
+        `deferred`: nobody waits on it (settlement, refresh), see `ScriptHost.run`."""
         try:
-            return await self.host.run(script, keys, argv)
+            return await self.host.run(script, keys, argv, deferred=deferred)
         except StoreUnavailable as error:
             log.error("limiter_unavailable", error=str(error))
             raise LimiterUnavailable("the rate-limit store is unavailable") from error

@@ -102,20 +102,23 @@ class ClusterClient:
     async def execute(self, *args: bytes | str) -> Reply:
         return await self.execute_packed(len(args), pack_items(args))
 
-    async def execute_packed(self, count: int, *parts: bytes) -> Reply:
+    async def execute_packed(self, count: int, *parts: bytes, deferred: bool = False) -> Reply:
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         target = route(count, data)
         if target.kind == "masters":
             return await self._on_every_master(count, data)
-        return await self._on_owner(count, data, target)
+        return await self._on_owner(count, data, target, deferred)
 
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.aclose()
 
-    async def _on_owner(self, count: int, data: bytes, target: Route) -> Reply:
-        """Run the command at the owner of its slot, following redirections."""
+    async def _on_owner(
+        self, count: int, data: bytes, target: Route, deferred: bool = False
+    ) -> Reply:
+        """Run the command at the owner of its slot, following redirections (which are
+        sent at once, `deferred` or not)."""
         loop = asyncio.get_running_loop()
         command = b"*%d\r\n%b" % (count, data)
         node = await self._owner(target)
@@ -126,7 +129,8 @@ class ClusterClient:
                 if asking:
                     reply = (await client.execute_adjacent(ASKING, command))[1]
                 else:
-                    reply = await client.execute_packed(count, data)
+                    reply = await client.execute_packed(count, data, deferred=deferred)
+                deferred = False
             except RespError:
                 self._lost(node)
                 raise

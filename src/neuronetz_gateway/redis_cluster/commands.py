@@ -18,8 +18,9 @@ class RedisCommands(Protocol):
         """Send one command and return its reply (error replies are values, not raised)."""
         ...
 
-    async def execute_packed(self, count: int, *parts: bytes) -> Reply:
-        """Send one command of `count` arguments, already packed as RESP bulk strings."""
+    async def execute_packed(self, count: int, *parts: bytes, deferred: bool = False) -> Reply:
+        """Send one command of `count` arguments, already packed as RESP bulk strings;
+        `deferred`: nobody waits on its reply, it may share a later write."""
         ...
 
     async def aclose(self) -> None:

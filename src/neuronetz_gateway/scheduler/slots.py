@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from neuronetz_gateway import ids
 from neuronetz_gateway.errors import unavailable
 from neuronetz_gateway.observability.metrics import (
     QUEUE_WAIT_SECONDS,
@@ -107,8 +107,12 @@ class SlotScheduler:
         self._by_url = {s.upstream.base_url: s for s in limited}
         self._lease_ms = int(lease_seconds * 1000)
         self.refresh_interval = lease_seconds / 3
-        self.replica = replica or uuid.uuid4().hex
+        self.replica = replica or ids.random_hex()
         self._channel = self.layout.wake_channel() if wake_channels else ""
+        # What every script run passes after its clock (docs/SCHEDULING.md).
+        self._head = (
+            str(self._lease_ms), self.replica, self._channel, *self.layout.server_args
+        )  # fmt: skip
         self._waiters: dict[str, asyncio.Future[str]] = {}
         self._held: dict[str, ServerSlots] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -247,7 +251,7 @@ class SlotScheduler:
     ) -> Grant | None:
         """A grant now, or (`enqueue`) after waiting in the queue; None when only
         trying and no slot was free."""
-        waiter = uuid.uuid4().hex
+        waiter = ids.random_hex()
         turn: asyncio.Future[str] | None = None
         if enqueue:  # registered before the script: a wake-up may beat its reply
             turn = self._waiters[waiter] = asyncio.get_running_loop().create_future()
@@ -355,7 +359,7 @@ class SlotScheduler:
         if not held:
             return
         args = [part for grant, server in held for part in (grant, server.id)]
-        lost = await self._run("refresh", args)
+        lost = await self._run("refresh", args, deferred=True)
         for grant in texts(lost):
             server = self._held.get(grant)
             # The lease was reclaimed: this replica stalled for longer than a lease.
@@ -370,22 +374,20 @@ class SlotScheduler:
 
     async def _drop(self, kind: str, *args: str) -> None:
         try:
-            reply = await self._run("drop", (kind, *args))
+            reply = await self._run("drop", (kind, *args), deferred=True)
         except QueueUnavailable:
             return  # logged by _run; the lease or the heartbeat expires by itself
         _, woken, _, _ = dropped_reply(reply)
         self._wake_all(woken)
 
-    async def _run(self, script: ScriptName, args: Sequence[str]) -> Reply:
-        head = (
-            str(int(time.time() * 1000)),
-            str(self._lease_ms),
-            self.replica,
-            self._channel,
-            *self.layout.server_args,
-        )
+    async def _run(
+        self, script: ScriptName, args: Sequence[str], *, deferred: bool = False
+    ) -> Reply:
+        """The script's reply; `deferred`: nobody waits on it (`ScriptHost.run`)."""
         try:
-            return await self._store.run(script, self.layout.keys, (*head, *args))
+            now = str(int(time.time() * 1000))
+            keys, args = self.layout.keys, (now, *self._head, *args)
+            return await self._store.run(script, keys, args, deferred=deferred)
         except QueueUnavailable as error:
             log.error("queue_unavailable", script=script, error=str(error))
             if script == "acquire":

@@ -27,8 +27,15 @@ class ScriptStore:
     def __init__(self, host: ScriptHost) -> None:
         self._host = host
 
-    async def run(self, script: ScriptName, keys: Sequence[str], args: Sequence[str]) -> Reply:
+    async def run(
+        self,
+        script: ScriptName,
+        keys: Sequence[str],
+        args: Sequence[str],
+        *,
+        deferred: bool = False,
+    ) -> Reply:
         try:
-            return await self._host.run(SCRIPTS[script], keys, args)
+            return await self._host.run(SCRIPTS[script], keys, args, deferred=deferred)
         except ScriptError as error:
             raise QueueUnavailable(f"{type(error).__name__}: {error}") from error

@@ -35,6 +35,15 @@ class StoreUnavailable(ScriptError):
 class ScriptHost(Protocol):
     """Runs scripts atomically: no other script or command runs while one does."""
 
-    async def run(self, script: Script, keys: Sequence[str], args: Sequence[Argument]) -> Reply:
-        """The script's reply (see the module docstring for its types)."""
+    async def run(
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[Argument],
+        *,
+        deferred: bool = False,
+    ) -> Reply:
+        """The script's reply (see the module docstring for its types). `deferred`: the
+        caller does not wait on it to answer anybody (a settlement, a release), so a
+        remote host may send it together with a later command."""
         ...

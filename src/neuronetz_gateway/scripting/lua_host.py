@@ -127,8 +127,16 @@ class LuaHost:
             self._keep_keys(keys_id, *(key.encode() for key in as_tuple))
         return keys_id
 
-    async def run(self, script: Script, keys: Sequence[str], args: Sequence[Argument]) -> Reply:
-        """The script's reply; `ScriptFailed` if it raised an error (host.py)."""
+    async def run(
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[Argument],
+        *,
+        deferred: bool = False,
+    ) -> Reply:
+        """The script's reply; `ScriptFailed` if it raised an error (host.py). Runs at
+        once, `deferred` or not: there is no write to save."""
         return self.run_now(script, keys, args)
 
     def run_now(self, script: Script, keys: Sequence[str], args: Sequence[Argument]) -> Reply:

@@ -55,13 +55,20 @@ class RedisHost:
             self._packed_keys[as_tuple] = packed
         return packed
 
-    async def run(self, script: Script, keys: Sequence[str], args: Sequence[Argument]) -> Reply:
+    async def run(
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[Argument],
+        *,
+        deferred: bool = False,
+    ) -> Reply:
         """The script's reply; `StoreUnavailable` or `ScriptFailed` (host.py)."""
         count = 3 + len(keys) + len(args)
         packed_args = pack_items(args)
         parts = (self._head(script), self._keys(keys), packed_args)
         try:
-            reply = await self.client.execute_packed(count, *parts)
+            reply = await self.client.execute_packed(count, *parts, deferred=deferred)
             if _is_noscript(reply):
                 loaded = await self.client.execute("SCRIPT", "LOAD", script.source)
                 if isinstance(loaded, hiredis.ReplyError):
