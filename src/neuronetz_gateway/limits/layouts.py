@@ -47,10 +47,6 @@ def clock_arg(now: float | None) -> str:
     return "" if now is None else str(int(now * 1000))
 
 
-def _flag(value: bool) -> str:
-    return "1" if value else ""
-
-
 # -- admit.lua ------------------------------------------------------------------------
 
 
@@ -221,7 +217,15 @@ class SettleArgs:
     def argv(self) -> list[str]:
         argv = [self.now, self.admission_id, str(self.real_tokens), str(len(self.subjects))]
         for plan in self.subjects:
-            argv += (_flag(plan.tpm), _flag(plan.live), *(_flag(b) for b in plan.budgets))
+            daily, monthly, total = plan.budgets
+            # Written out: this runs for every request, and a call per flag adds up.
+            argv += (
+                "1" if plan.tpm else "",
+                "1" if plan.live else "",
+                "1" if daily else "",
+                "1" if monthly else "",
+                "1" if total else "",
+            )
         return argv
 
 
