@@ -29,7 +29,7 @@ STAGES = (
     ("settlement (limiter, Redis)", "ScriptLimiter.settle"),
     ("Redis client (writes and replies)", "RespClient.execute_packed"),
     ("audit writer (Postgres)", "AuditWriter.run"),
-    ("disconnect watcher", "Pipeline._watch"),
+    ("disconnect watcher", "_watch"),  # proxy/watched.py
 )
 
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^:()]+)(?::\d+)?\)$")

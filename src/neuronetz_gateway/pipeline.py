@@ -14,7 +14,6 @@ whatever raises at all, `handle` answers the client and records the request.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import orjson
 import structlog
@@ -51,6 +50,7 @@ from neuronetz_gateway.proxy.observer import StreamObserver
 from neuronetz_gateway.proxy.ps import loaded_models
 from neuronetz_gateway.proxy.reading import ModelRequest, read_request
 from neuronetz_gateway.proxy.usage import Usage
+from neuronetz_gateway.proxy.watched import forward_watched
 from neuronetz_gateway.refusals import refused_error
 from neuronetz_gateway.runtime import GatewayRuntime
 from neuronetz_gateway.scheduler import SlotRequest, WaitTicket
@@ -352,8 +352,6 @@ class Pipeline:
             return Usage(estimate, observer.content_chunks if route.produces_output else 0)
         return Usage(0, 0)
 
-    # -- proxying with the client watched ---------------------------------------------
-
     async def _proxy(
         self,
         exchange: Exchange,
@@ -361,38 +359,8 @@ class Pipeline:
         observer: StreamObserver,
         ticket: Ticket | None,
     ) -> None:
-        """Forward while watching for the client leaving (which cancels the upstream)."""
-        main = asyncio.current_task()
-        if main is None:  # pragma: no cover - handlers always run in a task
-            raise RuntimeError("no current task")
-        watcher = asyncio.create_task(self._watch(exchange, main, ticket))
-        try:
-            await self.forwarder.forward(exchange, request, observer)
-        except asyncio.CancelledError:
-            if not exchange.disconnected:
-                raise
-            main.uncancel()
-        finally:
-            watcher.cancel()
-
-    async def _watch(
-        self, exchange: Exchange, main: asyncio.Task[Any], ticket: Ticket | None
-    ) -> None:
-        """Cancel `main` when the client disconnects; keep a lease alive meanwhile."""
-        lease = ticket if ticket is not None and ticket.holds_lease else None
-        if lease is not None:
-            self.leases.keep(lease)
-        try:
-            while True:
-                message = await exchange.receive()
-                if message["type"] == "http.disconnect":
-                    if not exchange.response_complete:
-                        exchange.disconnected = True
-                        main.cancel()
-                    return
-        finally:
-            if lease is not None:
-                self.leases.drop(lease)
+        """Forward while watching for the client leaving (proxy/watched.py)."""
+        await forward_watched(self.forwarder, self.leases, exchange, request, observer, ticket)
 
 
 def _uncancel() -> None:

@@ -2,14 +2,9 @@
 (docs/SCHEDULING.md, docs/REFERENCE.md §10)."""
 
 from neuronetz_gateway.scheduler.errors import server_busy
+from neuronetz_gateway.scheduler.grants import Grant, Prefetch, WaitTicket
 from neuronetz_gateway.scheduler.layout import Layout, ServerSlots, server_id
-from neuronetz_gateway.scheduler.slots import (
-    Grant,
-    Prefetch,
-    SlotRequest,
-    SlotScheduler,
-    WaitTicket,
-)
+from neuronetz_gateway.scheduler.slots import SlotRequest, SlotScheduler
 from neuronetz_gateway.scheduler.store import QueueUnavailable, ScriptStore
 
 __all__ = [

@@ -32,6 +32,7 @@ from neuronetz_gateway.observability.metrics import (
 )
 from neuronetz_gateway.proxy.upstreams import Upstream, UpstreamPool
 from neuronetz_gateway.scheduler.errors import server_busy
+from neuronetz_gateway.scheduler.grants import Grant, Prefetch, WaiterGone, WaitTicket
 from neuronetz_gateway.scheduler.layout import Layout, ServerSlots, server_id
 from neuronetz_gateway.scheduler.replies import acquired_reply, dropped_reply, pairs, texts
 from neuronetz_gateway.scheduler.store import QueueUnavailable, ScriptName, ScriptStore
@@ -45,29 +46,6 @@ EXPIRY_MARGIN_SECONDS = 0.01
 
 
 @dataclass(frozen=True, slots=True)
-class WaitTicket:
-    """Who asks for a slot, since when and until when (the event loop's clock) it may
-    wait: the wait limit and `audit_log.queue_ms` both count from `since`."""
-
-    tenant: str
-    weight: int
-    deadline: float
-    since: float
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """A server to forward to; `server` is None for a server without a queue."""
-
-    upstream: Upstream
-    id: str
-    server: ServerSlots | None
-
-
-Prefetch = asyncio.Future[Grant | None]
-
-
-@dataclass(frozen=True, slots=True)
 class SlotRequest:
     """One request's claim on a slot: its scheduler, who waits and until when, and the
     try started beside its admission (`SlotScheduler.request`)."""
@@ -75,10 +53,6 @@ class SlotRequest:
     scheduler: SlotScheduler
     ticket: WaitTicket
     prefetched: Prefetch | None
-
-
-class WaiterGone(Exception):
-    """The queue lost this waiter (its replica was taken for dead): it was never granted."""
 
 
 class SlotScheduler:

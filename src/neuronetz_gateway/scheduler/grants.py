@@ -1,0 +1,36 @@
+"""What the scheduler hands out and is asked with (docs/SCHEDULING.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from neuronetz_gateway.proxy.upstreams import Upstream
+from neuronetz_gateway.scheduler.layout import ServerSlots
+
+
+@dataclass(frozen=True, slots=True)
+class WaitTicket:
+    """Who asks for a slot, since when and until when (the event loop's clock) it may
+    wait: the wait limit and `audit_log.queue_ms` both count from `since`."""
+
+    tenant: str
+    weight: int
+    deadline: float
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A server to forward to; `server` is None for a server without a queue."""
+
+    upstream: Upstream
+    id: str
+    server: ServerSlots | None
+
+
+Prefetch = asyncio.Future[Grant | None]
+
+
+class WaiterGone(Exception):
+    """The queue lost this waiter (its replica was taken for dead): it was never granted."""
