@@ -49,22 +49,56 @@ class _Parsed:
         self.complete = True
 
 
+class _ClosedBeforeAnswer(ConnectionError):
+    """The connection was closed before any byte of an answer came back."""
+
+
 class BlockingConnection:
-    """One keep-alive connection used strictly sequentially."""
+    """One keep-alive connection used strictly sequentially.
+
+    A server closes a keep-alive connection that stayed idle too long (uvicorn: 5 s),
+    which happens to a target waiting for its turn while the others run a round on a
+    busy machine. A request that found its connection closed that way, before any byte
+    of an answer, is sent once more on a new connection (`reconnects` counts them)."""
 
     def __init__(self, port: int, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._port, self._timeout = port, timeout
+        self.reconnects = 0
+        self.sock = self._connect()
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self._port), timeout=self._timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
     def exchange(self, request: bytes) -> tuple[int, bytes]:
         """Send `request`, read the whole response: (status, body)."""
-        self.sock.sendall(request)
+        try:
+            return self._exchange(request)
+        except _ClosedBeforeAnswer:
+            self.sock.close()
+            self.sock = self._connect()
+            self.reconnects += 1
+            return self._exchange(request)
+
+    def _exchange(self, request: bytes) -> tuple[int, bytes]:
+        try:
+            self.sock.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            raise _ClosedBeforeAnswer from None
         parsed = _Parsed()
         parser = httptools.HttpResponseParser(parsed)
+        received = False
         while not parsed.complete:
-            data = self.sock.recv(262144)
+            try:
+                data = self.sock.recv(262144)
+            except ConnectionResetError:
+                data = b""
             if not data:
+                if not received:
+                    raise _ClosedBeforeAnswer
                 raise ConnectionError("server closed the connection")
+            received = True
             parser.feed_data(data)
         return int(parser.get_status_code()), b"".join(parsed.body)
 

@@ -66,6 +66,8 @@ def run(targets: Sequence[Target], *, count: int, warmup: int) -> dict[str, Any]
             name: {
                 "latency_ms": summary(values),
                 "errors": errors[name],
+                # Idle keep-alive connections the server had closed (bench/rawhttp.py).
+                "reconnects": connections[name].reconnects,
                 "cpu_us_per_request": round(1e6 * cpu[name] / len(values)) if cpu[name] else None,
             }
             for name, values in latencies.items()
