@@ -96,7 +96,8 @@ class GatewayRuntime:
             resources.scripts,
             BufferedUsageSource(PostgresUsageSource(resources.engine), self.audit),
         )
-        queue = create_queue(settings, resources.redis, self.upstreams)
+        shared = resources.redis is not None
+        queue = create_queue(settings, resources.scripts, self.upstreams, shared=shared)
         self.scheduler: SlotScheduler | None = queue[0] if queue is not None else None
         self.queue: QueueService | None = queue[1] if queue is not None else None
         self.discovery = DiscoveryTask(resources.engine, resources.upstream, settings, self.catalog)
