@@ -3,10 +3,22 @@ failures are `ScriptFailed`, and a store belongs to one host."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import pytest
 
-from neuronetz_gateway.scripting import LuaHost, RedisHost, Script, ScriptFailed
+from neuronetz_gateway.scripting import (
+    LuaHost,
+    RedisHost,
+    RespClient,
+    RespError,
+    Script,
+    ScriptFailed,
+    StoreUnavailable,
+)
 from neuronetz_gateway.scripting.lua_host import RUNTIME
+from tests.support.databases import REDIS_URL
 
 
 class Clock:
@@ -99,3 +111,54 @@ async def test_redis_reloads_a_script_it_forgot(redis_host: RedisHost) -> None:
 async def test_a_script_error_on_redis_is_script_failed(redis_host: RedisHost) -> None:
     with pytest.raises(ScriptFailed, match="ERR mine"):
         await redis_host.run(Script("failing", "return redis.error_reply('ERR mine')"), [], [])
+
+
+# -- submit: a run queued before the call returns, its reply a future -------------------
+
+ECHO = Script("echo", "return {KEYS[1], ARGV[1]}")
+
+
+async def test_submit_gives_what_run_gives_on_both_hosts(
+    redis_host: RedisHost, lua_host: LuaHost
+) -> None:
+    await redis_host.client.execute("PING")  # connected: the command is queued at once
+    for host in (redis_host, lua_host):
+        assert await host.submit(ECHO, ["k"], ["a"]) == await host.run(ECHO, ["k"], ["a"])
+
+
+async def test_submit_before_any_connection_still_runs(redis_host: RedisHost) -> None:
+    assert await redis_host.submit(ECHO, ["k"], ["b"]) == [b"k", b"b"]
+
+
+async def test_submit_reloads_a_script_redis_forgot(redis_host: RedisHost) -> None:
+    script = Script("forgotten-submitted", "return 'loaded again'")
+    assert await redis_host.run(script, [], []) == b"loaded again"
+    await redis_host.client.execute("SCRIPT", "FLUSH")
+
+    assert await redis_host.submit(script, [], []) == b"loaded again"
+
+
+async def test_a_failing_submitted_script_is_script_failed(
+    redis_host: RedisHost, lua_host: LuaHost
+) -> None:
+    await redis_host.client.execute("PING")
+    failing = Script("failing-submitted", "return redis.error_reply('ERR mine')")
+    for host in (redis_host, lua_host):
+        with pytest.raises(ScriptFailed, match="ERR mine"):
+            await host.submit(failing, [], [])
+
+
+async def test_a_store_that_does_not_answer_fails_a_submitted_script_as_unavailable() -> None:
+    client = RespClient(REDIS_URL, timeout=0.2)
+    host = RedisHost(client)
+    try:
+        await client.execute("PING")
+        # A blocking command ahead of it on the one connection: no reply in time.
+        blocked = asyncio.ensure_future(client.execute("BLPOP", f"nz:test:{uuid.uuid4().hex}", "5"))
+        await asyncio.sleep(0)  # the BLPOP is queued first
+        with pytest.raises(StoreUnavailable):
+            await host.submit(ECHO, ["k"], ["c"])
+        with pytest.raises(RespError):
+            await blocked
+    finally:
+        await client.aclose()

@@ -109,6 +109,10 @@ class ClusterClient:
             return await self._on_every_master(count, data)
         return await self._on_owner(count, data, target, deferred)
 
+    def send_packed(self, count: int, *parts: bytes) -> asyncio.Future[Reply] | None:
+        """None: a command's node may have to be found first (`execute_packed` does)."""
+        return None
+
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:

@@ -6,6 +6,7 @@ both satisfy it, so the limiter and the readiness check are written once for bot
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 Reply = object
@@ -21,6 +22,12 @@ class RedisCommands(Protocol):
     async def execute_packed(self, count: int, *parts: bytes, deferred: bool = False) -> Reply:
         """Send one command of `count` arguments, already packed as RESP bulk strings;
         `deferred`: nobody waits on its reply, it may share a later write."""
+        ...
+
+    def send_packed(self, count: int, *parts: bytes) -> asyncio.Future[Reply] | None:
+        """`execute_packed` queued before this returns, its reply a future (failing
+        with `RespError`); None when that would mean waiting (no connection yet, a
+        cluster's routing): then call `execute_packed`."""
         ...
 
     async def aclose(self) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from neuronetz_gateway.proxy.upstreams import Upstream
 from neuronetz_gateway.scheduler.layout import ServerSlots
+from neuronetz_gateway.scripting import Reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +30,15 @@ class Grant:
     server: ServerSlots | None
 
 
-Prefetch = asyncio.Future[Grant | None]
+@dataclass(slots=True, eq=False)
+class Prefetch:
+    """A try for a free slot, sent beside the admission (`SlotScheduler.prefetch`):
+    its script's reply, and what that came to once read (it is read once)."""
+
+    reply: asyncio.Future[Reply]
+    waiter: str
+    read: bool = False
+    grant: Grant | None = None
 
 
 class WaiterGone(Exception):

@@ -4,7 +4,9 @@ A request that takes a slot calls `acquire` for a server among its model's holde
 gets a `Grant` at once when a slot is free, or waits in the queue (across replicas, in
 weighted fair order) until a script grants it one, until `QUEUE_MAX_WAIT_SECONDS` (503
 `server_busy`), or until its client leaves (cancellation: it leaves the queue at once).
-`release` gives the slot back when the response ended, without delaying anybody.
+`release` gives the slot back when the response ended, without delaying anybody: the
+grant rides on this process's next acquire script, or goes alone soon after
+(scheduler/releases.py).
 
 Every decision is one script on the `ScriptStore`; this class keeps only what is local:
 the futures of this process's waiters (woken by a script's reply, by a wake-up message
@@ -34,8 +36,10 @@ from neuronetz_gateway.proxy.upstreams import Upstream, UpstreamPool
 from neuronetz_gateway.scheduler.errors import server_busy
 from neuronetz_gateway.scheduler.grants import Grant, Prefetch, WaiterGone, WaitTicket
 from neuronetz_gateway.scheduler.layout import Layout, ServerSlots, server_id
+from neuronetz_gateway.scheduler.placement import Placement
+from neuronetz_gateway.scheduler.releases import PendingReleases
 from neuronetz_gateway.scheduler.replies import acquired_reply, dropped_reply, pairs, texts
-from neuronetz_gateway.scheduler.store import QueueUnavailable, ScriptName, ScriptStore
+from neuronetz_gateway.scheduler.store import QueueUnavailable, ScriptName, ScriptStore, unwrap
 from neuronetz_gateway.scripting import Reply
 
 log = structlog.get_logger(__name__)
@@ -78,7 +82,7 @@ class SlotScheduler:
             if slots[u.index] > 0
         ]
         self.layout = Layout.build(limited)
-        self._by_url = {s.upstream.base_url: s for s in limited}
+        self._placement = Placement(pool, limited)
         self._lease_ms = int(lease_seconds * 1000)
         self.refresh_interval = lease_seconds / 3
         self.replica = replica or ids.random_hex()
@@ -90,6 +94,7 @@ class SlotScheduler:
         self._waiters: dict[str, asyncio.Future[str]] = {}
         self._held: dict[str, ServerSlots] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._released = PendingReleases(lambda grants: self._spawn(self._drop("grant", *grants)))
         self._gauges = {s.id: UPSTREAM_SLOTS_IN_USE.labels(s.label) for s in limited}
         # Set when this process starts waiting or holding: wakes the idle tick loop.
         self.activity = asyncio.Event()
@@ -123,28 +128,59 @@ class SlotScheduler:
         return SlotRequest(self, ticket, prefetched)
 
     def prefetch(self, holders: Collection[str], ticket: WaitTicket) -> Prefetch | None:
-        """Try for a free slot now, without waiting, so that the script goes out in the
-        same write as the admission script that follows it (one round trip for both).
-        Hand the result to `acquire` (or `discard` it); None: nothing to try (no
-        server with a queue among the holders)."""
-        servers = self._limited(holders, ())
+        """Try for a free slot now, without waiting: the script is queued before this
+        returns, so it goes out in the same write as the admission script that follows
+        (one round trip for both), with no task of its own. Hand the result to
+        `acquire` (or `discard` it); None: nothing to try (no server with a queue
+        among the holders)."""
+        servers = self._placement.limited(holders, ())
         if not servers:
             return None
-        return asyncio.ensure_future(self._try(servers, ticket))
+        waiter = ids.random_hex()
+        reply = self._store.submit(
+            "acquire", *self._call(self._acquire_args(ticket, waiter, servers, enqueue=False))
+        )
+        return Prefetch(reply, waiter)
 
     def discard(self, prefetched: Prefetch) -> None:
-        """The request will not use what `prefetch` got (refused, failed): give a
+        """The request will not use what `prefetch` got (refused, failed, done): give a
         granted slot back. A grant already released is not released twice."""
-        if prefetched.done():
-            self._release_prefetched(prefetched)
+        if prefetched.reply.done():
+            self._discard_read(prefetched)
         else:
-            prefetched.add_done_callback(self._release_prefetched)
+            prefetched.reply.add_done_callback(lambda _: self._discard_read(prefetched))
 
-    def _release_prefetched(self, prefetched: Prefetch) -> None:
-        if not prefetched.cancelled() and prefetched.exception() is None:
-            grant = prefetched.result()
-            if grant is not None:
-                self.release(grant)
+    def _discard_read(self, prefetched: Prefetch) -> None:
+        if prefetched.reply.cancelled():
+            return
+        try:
+            grant = self._read(prefetched)
+        except QueueUnavailable:
+            return
+        if grant is not None:
+            self.release(grant)
+
+    def _read(self, prefetched: Prefetch) -> Grant | None:
+        """What the try got (its reply is in); the first call reads it."""
+        if not prefetched.read:
+            prefetched.read = True
+            try:
+                reply = unwrap(prefetched.reply)
+            except QueueUnavailable as error:
+                log.error("queue_unavailable", script="acquire", error=str(error))
+                raise
+            prefetched.grant = self._granted(reply, prefetched.waiter)
+        return prefetched.grant
+
+    async def tried(self, prefetched: Prefetch) -> Grant | None:
+        """What `prefetch` got: a grant, or None when no slot was free. Raises
+        `unavailable` when the store could not be reached."""
+        if not prefetched.reply.done():  # a client leaving must not cancel the try
+            await asyncio.wait((prefetched.reply,))
+        try:
+            return self._read(prefetched)
+        except QueueUnavailable:
+            raise unavailable("the queue for upstream slots is unavailable") from None
 
     async def acquire(
         self,
@@ -162,17 +198,17 @@ class SlotScheduler:
         queue before it goes on."""
         started = time.perf_counter()
         if prefetched is not None:
-            grant = await self._prefetched(prefetched)
+            grant = await self.tried(prefetched)
             if grant is not None and grant.upstream not in exclude and grant.upstream.in_rotation:
                 QUEUE_WAIT_SECONDS.observe(time.perf_counter() - started)
                 return grant
             if grant is not None:
                 self.release(grant)
-        servers = self._limited(holders, exclude)
+        servers = self._placement.limited(holders, exclude)
         if servers is None:
             return None
         if not servers:
-            upstream = self._pool.pick(self._unlimited(holders, exclude))
+            upstream = self._pool.pick(self._placement.unlimited(holders, exclude))
             return None if upstream is None else Grant(upstream, "", None)
         try:
             taken = await self._take(servers, ticket, enqueue=True)
@@ -182,43 +218,13 @@ class SlotScheduler:
             raise RuntimeError("enqueued acquire returned no grant")
         return taken
 
-    def _candidates(
-        self, holders: Collection[str], exclude: Collection[Upstream]
-    ) -> list[Upstream]:
-        excluded = {id(u) for u in exclude}
-        return [u for u in self._pool.holders(holders) if u.in_rotation and id(u) not in excluded]
-
-    def _unlimited(self, holders: Collection[str], exclude: Collection[Upstream]) -> list[str]:
-        candidates = self._candidates(holders, exclude)
-        return [u.base_url for u in candidates if u.base_url not in self._by_url]
-
-    def _limited(
-        self, holders: Collection[str], exclude: Collection[Upstream]
-    ) -> list[ServerSlots] | None:
-        """The servers with a queue to ask; [] when an unlimited server can take the
-        request (it goes there, no script); None when no server can."""
-        candidates = self._candidates(holders, exclude)
-        if not candidates:
-            return None
-        if any(u.base_url not in self._by_url for u in candidates):
-            return []
-        return [self._by_url[u.base_url] for u in candidates]
-
-    async def _prefetched(self, prefetched: Prefetch) -> Grant | None:
-        try:
-            return await prefetched
-        except QueueUnavailable:
-            raise unavailable("the queue for upstream slots is unavailable") from None
-
-    async def _try(self, servers: list[ServerSlots], ticket: WaitTicket) -> Grant | None:
-        return await self._take(servers, ticket, enqueue=False)
-
     def release(self, grant: Grant) -> None:
-        """Give `grant`'s slot back (in the background: the response has ended)."""
+        """Give `grant`'s slot back: with the next acquire script of this process, or
+        alone within `RELEASE_DELAY_SECONDS` (the response has ended; nobody waits)."""
         if grant.server is None or self._held.pop(grant.id, None) is None:
             return
         self._gauges[grant.server.id].dec()
-        self._spawn(self._drop("grant", grant.id, grant.server.id))
+        self._released.add(grant.id, grant.server.id)
 
     async def _take(
         self, servers: list[ServerSlots], ticket: WaitTicket, *, enqueue: bool
@@ -229,10 +235,10 @@ class SlotScheduler:
         turn: asyncio.Future[str] | None = None
         if enqueue:  # registered before the script: a wake-up may beat its reply
             turn = self._waiters[waiter] = asyncio.get_running_loop().create_future()
-        flag = "1" if enqueue else "0"
-        args = (ticket.tenant, str(ticket.weight), waiter, flag, str(len(servers)))
         try:
-            reply = await self._run("acquire", (*args, *(s.id for s in servers)))
+            reply = await self._run(
+                "acquire", self._acquire_args(ticket, waiter, servers, enqueue=enqueue)
+            )
         except asyncio.CancelledError:
             # The script may have run (granted or queued it): out of the queue, and a
             # slot it got goes on to the next in line.
@@ -242,16 +248,37 @@ class SlotScheduler:
         except BaseException:
             self._waiters.pop(waiter, None)
             raise
-        granted, ident, woken, expiry = acquired_reply(reply)
-        self._wake_all(woken)
-        if granted:
+        grant = self._granted(reply, waiter)
+        if grant is not None:
             self._waiters.pop(waiter, None)
-            server = self._server(ident)
-        elif turn is None:
+            return grant
+        if turn is None:
             return None
-        else:
-            self._expect_expiry(expiry)
-            server = await self._wait(waiter, turn, ticket.deadline)
+        self._expect_expiry(acquired_reply(reply)[3])
+        server = await self._wait(waiter, turn, ticket.deadline)
+        return self._hold(waiter, server)
+
+    def _acquire_args(
+        self, ticket: WaitTicket, waiter: str, servers: list[ServerSlots], *, enqueue: bool
+    ) -> tuple[str, ...]:
+        """acquire's own arguments (scheduler/lua/acquire.lua)."""
+        # Only a try carries ended grants: nothing cancels it (a waiter is cancelled
+        # when its client leaves), so the wake-ups in its reply are never lost.
+        released = [] if enqueue else self._released.take()
+        flag = "1" if enqueue else "0"
+        return (
+            ticket.tenant, str(ticket.weight), waiter, flag, str(len(servers)),
+            *(s.id for s in servers), str(len(released) // 2), *released,
+        )  # fmt: skip
+
+    def _granted(self, reply: Reply, waiter: str) -> Grant | None:
+        """acquire's reply: its wake-ups delivered, and the grant it made, if any."""
+        granted, ident, woken, _ = acquired_reply(reply)
+        if woken:
+            self._wake_all(woken)
+        return self._hold(waiter, self._server(ident)) if granted else None
+
+    def _hold(self, waiter: str, server: ServerSlots) -> Grant:
         self._held[waiter] = server
         self._gauges[server.id].inc()
         self.activity.set()
@@ -340,7 +367,9 @@ class SlotScheduler:
             log.warning("slot_lease_lost", upstream=server.label if server else None)
 
     async def aclose(self) -> None:
-        """Wait for the releases still being sent (bounded by the store's timeout)."""
+        """Send the releases still pending and wait for them (bounded by the store's
+        timeout)."""
+        self._released.flush()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -354,14 +383,16 @@ class SlotScheduler:
         _, woken, _, _ = dropped_reply(reply)
         self._wake_all(woken)
 
+    def _call(self, args: Sequence[str]) -> tuple[Sequence[str], tuple[str, ...]]:
+        """The keys and arguments of a script run now (scheduler/lua/common.lua)."""
+        return self.layout.keys, (str(int(time.time() * 1000)), *self._head, *args)
+
     async def _run(
         self, script: ScriptName, args: Sequence[str], *, deferred: bool = False
     ) -> Reply:
         """The script's reply; `deferred`: nobody waits on it (`ScriptHost.run`)."""
         try:
-            now = str(int(time.time() * 1000))
-            keys, args = self.layout.keys, (now, *self._head, *args)
-            return await self._store.run(script, keys, args, deferred=deferred)
+            return await self._store.run(script, *self._call(args), deferred=deferred)
         except QueueUnavailable as error:
             log.error("queue_unavailable", script=script, error=str(error))
             if script == "acquire":

@@ -4,6 +4,7 @@ the same replies on both (docs/SCRIPTING.md)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Literal
 
@@ -39,3 +40,18 @@ class ScriptStore:
             return await self._host.run(SCRIPTS[script], keys, args, deferred=deferred)
         except ScriptError as error:
             raise QueueUnavailable(f"{type(error).__name__}: {error}") from error
+
+    def submit(
+        self, script: ScriptName, keys: Sequence[str], args: Sequence[str]
+    ) -> asyncio.Future[Reply]:
+        """`run` started now (`ScriptHost.submit`); the future's `ScriptError` is
+        translated by `unwrap`."""
+        return self._host.submit(SCRIPTS[script], keys, args)
+
+
+def unwrap(future: asyncio.Future[Reply]) -> Reply:
+    """The reply of a done `submit`, or `QueueUnavailable`."""
+    try:
+        return future.result()
+    except ScriptError as error:
+        raise QueueUnavailable(f"{type(error).__name__}: {error}") from error

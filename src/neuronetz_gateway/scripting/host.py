@@ -10,6 +10,7 @@ reply) raises `ScriptFailed`; a store that cannot be reached raises `StoreUnavai
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -46,4 +47,13 @@ class ScriptHost(Protocol):
         """The script's reply (see the module docstring for its types). `deferred`: the
         caller does not wait on it to answer anybody (a settlement, a release), so a
         remote host may send it together with a later command."""
+        ...
+
+    def submit(
+        self, script: Script, keys: Sequence[str], args: Sequence[Argument]
+    ) -> asyncio.Future[Reply]:
+        """`run`, started before this returns: a remote host has queued the command,
+        so it goes out in the same write as the next command sent. The future has the
+        reply, or the error `run` would raise. For a caller on the hot path that must
+        not pay for a task of its own."""
         ...

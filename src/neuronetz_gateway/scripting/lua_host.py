@@ -18,6 +18,7 @@ no other run interleaves with it. Not thread-safe.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -138,6 +139,17 @@ class LuaHost:
         """The script's reply; `ScriptFailed` if it raised an error (host.py). Runs at
         once, `deferred` or not: there is no write to save."""
         return self.run_now(script, keys, args)
+
+    def submit(
+        self, script: Script, keys: Sequence[str], args: Sequence[Argument]
+    ) -> asyncio.Future[Reply]:
+        """`run`, done by the time this returns (host.py)."""
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        try:
+            future.set_result(self.run_now(script, keys, args))
+        except ScriptFailed as error:
+            future.set_exception(error)
+        return future
 
     def run_now(self, script: Script, keys: Sequence[str], args: Sequence[Argument]) -> Reply:
         """`run`, synchronously (for callers outside an event loop)."""

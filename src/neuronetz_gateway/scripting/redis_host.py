@@ -9,6 +9,7 @@ such as the limiter pass the same keys for a whole day.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import cast
 
@@ -79,3 +80,48 @@ class RedisHost:
         if isinstance(reply, hiredis.ReplyError):
             raise ScriptFailed(f"{script.name}: {reply}")
         return cast(Reply, reply)
+
+    def submit(
+        self, script: Script, keys: Sequence[str], args: Sequence[Argument]
+    ) -> asyncio.Future[Reply]:
+        """`run` queued before this returns (host.py): one future and one callback,
+        no task, when the connection is up; else (or after `NOSCRIPT`) `run` in a task."""
+        count = 3 + len(keys) + len(args)
+        sent = self.client.send_packed(
+            count, self._head(script), self._keys(keys), pack_items(args)
+        )
+        if sent is None:
+            return asyncio.ensure_future(self.run(script, keys, args))
+        result: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+        def answered(sent: asyncio.Future[object]) -> None:
+            if result.cancelled():
+                return
+            error = sent.exception()
+            if error is not None:
+                result.set_exception(StoreUnavailable(str(error)))
+                return
+            reply = sent.result()
+            if _is_noscript(reply):  # run loads the script and tries once more
+                retry = asyncio.ensure_future(self.run(script, keys, args))
+                retry.add_done_callback(lambda done: _copy(done, result))
+            elif isinstance(reply, hiredis.ReplyError):
+                result.set_exception(ScriptFailed(f"{script.name}: {reply}"))
+            else:
+                result.set_result(cast(Reply, reply))
+
+        sent.add_done_callback(answered)
+        return result
+
+
+def _copy(source: asyncio.Future[Reply], target: asyncio.Future[Reply]) -> None:
+    if target.cancelled():
+        return
+    if source.cancelled():
+        target.cancel()
+        return
+    error = source.exception()
+    if error is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(source.result())

@@ -235,6 +235,13 @@ class RespClient:
         payload = b"*%d\r\n%b" % (count, b"".join(parts))
         return await connection.send(payload, deferred=deferred)
 
+    def send_packed(self, count: int, *parts: bytes) -> asyncio.Future[Reply] | None:
+        """`execute_packed` queued now (RedisCommands); None while not connected."""
+        connection = self._connection
+        if connection is None or connection.lost:
+            return None
+        return connection.send(b"*%d\r\n%b" % (count, b"".join(parts)))
+
     async def execute_adjacent(self, *commands: bytes) -> list[Reply]:
         """Send whole commands (each from `pack`) back to back, with no command of any
         other caller in between, and return their replies in order. For pairs that

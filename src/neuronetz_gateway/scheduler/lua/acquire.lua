@@ -1,17 +1,36 @@
 -- acquire: a slot for one request, or a place in the queue (docs/SCHEDULING.md).
 -- ARGV[BASE..]: tenant, weight, waiter id, enqueue ('1': wait if no slot is free; '0':
--- only try), m, then m eligible server ids.
+-- only try), m, then m eligible server ids, then r, then r grants this replica ended
+-- since its last script (grant id, server id): they are given back first, and their
+-- slots go to the queue before this request is served (release rides on the next run).
 -- Reply: {1, server, woken, ''} granted on server; {0, '', woken, next expiry} queued
 -- (or, when only trying, not queued).
 heartbeat()
 local tenant, weight, id = ARGV[BASE], tonumber(ARGV[BASE + 1]), ARGV[BASE + 2]
 local enqueue = ARGV[BASE + 3] == '1'
 local m = tonumber(ARGV[BASE + 4])
+local r = tonumber(ARGV[BASE + 5 + m] or '0')
+local freed = {}
+for k = 1, r do
+  local at = BASE + 4 + m + 2 * k
+  local i = INDEX[ARGV[at + 1]]
+  if i then
+    redis.call('ZREM', held(i), ARGV[at])
+    freed[i] = true
+  end
+end
 local eligible = {}
 for k = 1, m do
   local i = INDEX[ARGV[BASE + 4 + k]]
   if i then
     eligible[#eligible + 1] = i
+    freed[i] = nil
+    grant_free(i)
+  end
+end
+-- Slots given back on servers this request cannot use still go to their queues.
+for i = 1, N do
+  if freed[i] then
     grant_free(i)
   end
 end

@@ -1,7 +1,7 @@
 -- drop: a grant ends, a waiter leaves, or a replica ticks (docs/SCHEDULING.md). Every
 -- call then grants every free slot in fair order.
 -- ARGV[BASE..]: kind ('grant' | 'waiter' | 'tick'), then
---   grant:  grant id, server id
+--   grant:  pairs of grant id, server id (grants this replica ended)
 --   waiter: waiter id
 --   tick:   ids of this replica's waiters, to report on
 -- Reply: {status, woken, reports, next expiry}; status 'dropped' (waiter still queued, now gone),
@@ -10,9 +10,11 @@
 local kind = ARGV[BASE]
 local status, reports = 'done', {}
 if kind == 'grant' then
-  local i = INDEX[ARGV[BASE + 2]]
-  if i then
-    redis.call('ZREM', held(i), ARGV[BASE + 1])
+  for k = BASE + 1, #ARGV - 1, 2 do
+    local i = INDEX[ARGV[k + 1]]
+    if i then
+      redis.call('ZREM', held(i), ARGV[k])
+    end
   end
 elseif kind == 'waiter' then
   local id = ARGV[BASE + 1]
