@@ -142,20 +142,24 @@ class Pipeline:
         parsed = await self._read_request(exchange, route)
         model = self._authorize(exchange, principal, parsed.model)
         slot = self._slot_request(route, principal, model)  # before admission: one write
-        estimate = estimate_prompt_tokens(parsed.prompt_text_bytes())
-        surfaces.check_output_cap(route, parsed.client_cap)
-        # Built before admission: from admission on, nothing may run outside the `try`.
-        observer = surfaces.observer_for(route, collect_text=principal.prompt_logging)
-        admission = await self._admit(exchange, route, principal, estimate, parsed.client_cap)
         try:
-            self._admitted(exchange, admission)
-            body = self._prepare(exchange, route, parsed, admission, observer)
-            request = UpstreamRequest(
-                route, exchange.method, body, model.name, model.upstreams, slot=slot
-            )
-            await self._proxy(exchange, request, observer, admission.ticket)
+            estimate = estimate_prompt_tokens(parsed.prompt_text_bytes())
+            surfaces.check_output_cap(route, parsed.client_cap)
+            # Built before admission: from admission on, nothing may run outside the `try`.
+            observer = surfaces.observer_for(route, collect_text=principal.prompt_logging)
+            admission = await self._admit(exchange, route, principal, estimate, parsed.client_cap)
+            try:
+                self._admitted(exchange, admission)
+                body = self._prepare(exchange, route, parsed, admission, observer)
+                request = UpstreamRequest(
+                    route, exchange.method, body, model.name, model.upstreams, slot=slot
+                )
+                await self._proxy(exchange, request, observer, admission.ticket)
+            finally:
+                await self._settle(exchange, route, admission.ticket, observer, estimate)
         finally:
-            await self._settle(exchange, route, admission.ticket, observer, estimate)
+            if slot is not None:  # a grant the request did not use goes back
+                slot.close()
 
     def _slot_request(
         self, route: Route, principal: Principal, model: CatalogModel

@@ -171,7 +171,7 @@ async def test_a_lease_nobody_refreshes_is_reclaimed_by_the_tick(
     live = await replicas(urls, [1], lease=1.0)
     held = await dead.acquire((), (), ticket(tenant()))
     assert held is not None
-    dead._held.clear()  # as if its replica died: nobody refreshes or releases it
+    dead.holdings._held.clear()  # as if its replica died: nobody refreshes or releases it
 
     started = asyncio.get_running_loop().time()
     grant = await asyncio.wait_for(live.acquire((), (), ticket(tenant())), 5)

@@ -1,12 +1,14 @@
-"""How a slot goes back (docs/SCHEDULING.md): an ended grant rides on this process's next
-try for a slot, whose script gives it back before serving anybody, so the queue still
-comes first; with no try soon it goes back alone within `RELEASE_DELAY_SECONDS`."""
+"""How a slot goes back (docs/SCHEDULING.md): an ended grant is taken over by this
+process's next request for its server while nobody waits for it (no script), or rides on
+its next try for a slot, whose script gives it back before serving anybody, so the queue
+still comes first; with neither soon it goes back alone within `RELEASE_DELAY_SECONDS`."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -14,7 +16,7 @@ from neuronetz_gateway.proxy.upstreams import UpstreamPool
 from neuronetz_gateway.scheduler import ScriptStore, SlotScheduler
 from neuronetz_gateway.scheduler.releases import RELEASE_DELAY_SECONDS
 from neuronetz_gateway.scripting import RedisHost, RespClient
-from tests.scheduler.conftest import ReplicaFactory, fresh_urls, ticket
+from tests.scheduler.conftest import REDIS, ReplicaFactory, fresh_urls, ticket
 from tests.support.redis_counting_proxy import RedisCountingProxy, redis_counting_proxy
 
 
@@ -83,13 +85,28 @@ def counting() -> Iterator[RedisCountingProxy]:
 
 @pytest.fixture
 async def counted_scheduler(counting: RedisCountingProxy) -> AsyncIterator[SlotScheduler]:
+    """A scheduler without the busy channel: it never takes a slot over."""
+    async with _counted(counting, wake_channels=False) as scheduler:
+        yield scheduler
+
+
+@asynccontextmanager
+async def _counted(
+    counting: RedisCountingProxy,
+    *,
+    wake_channels: bool,
+    takeover_seconds: float = 0.1,
+    urls: list[str] | None = None,
+) -> AsyncIterator[SlotScheduler]:
     client = RespClient(counting.url())
+    urls = urls or fresh_urls()
     scheduler = SlotScheduler(
         ScriptStore(RedisHost(client)),
-        UpstreamPool(fresh_urls()),
-        [1],
+        UpstreamPool(urls),
+        [1] * len(urls),
         lease_seconds=3.0,
-        wake_channels=False,
+        wake_channels=wake_channels,
+        takeover_seconds=takeover_seconds,
     )
     try:
         yield scheduler
@@ -134,3 +151,111 @@ async def test_a_release_with_no_try_after_it_goes_back_alone(
     assert asyncio.get_running_loop().time() - released_at < 0.5
     again = await scheduler.acquire((), (), ticket(tenant(), wait=0.5))
     assert again is not None
+
+
+async def test_a_request_right_after_a_release_takes_its_slot_over_without_a_script(
+    counting: RedisCountingProxy,
+) -> None:
+    async with _counted(counting, wake_channels=True) as scheduler:
+        first = await scheduler.acquire((), (), ticket(tenant()))
+        assert first is not None
+        before = counting.snapshot()["EVALSHA"]
+
+        scheduler.release(first)
+        second = scheduler.prefetch((), ticket(tenant()))
+        assert second is not None
+        grant = await asyncio.wait_for(scheduler.tried(second), 2)
+
+        assert grant is not None
+        assert grant.id == first.id  # the same lease in the queue, a new request on it
+        assert scheduler.holding == 1
+        assert counting.snapshot()["EVALSHA"] == before
+        scheduler.release(grant)
+        await scheduler.aclose()  # the pending release goes back: one script
+        assert counting.snapshot()["EVALSHA"] - before == 1
+
+
+async def test_a_slot_passes_through_the_queue_again_after_the_takeover_window(
+    counting: RedisCountingProxy,
+) -> None:
+    async with _counted(counting, wake_channels=True, takeover_seconds=0.0) as scheduler:
+        first = await scheduler.acquire((), (), ticket(tenant()))
+        assert first is not None
+        before = counting.snapshot()["EVALSHA"]
+
+        scheduler.release(first)
+        second = scheduler.prefetch((), ticket(tenant()))
+        assert second is not None
+        grant = await asyncio.wait_for(scheduler.tried(second), 2)
+
+        assert grant is not None
+        assert grant.id != first.id
+        assert counting.snapshot()["EVALSHA"] - before == 1  # the try, carrying the release
+
+
+async def test_nobody_takes_a_slot_over_while_somebody_waits_for_it(
+    replicas: ReplicaFactory, host_kind: str
+) -> None:
+    if host_kind != REDIS:
+        pytest.skip("standalone mode takes no slot over: it has no busy channel")
+    urls = fresh_urls()
+    holder, other = await replicas(urls, [1]), await replicas(urls, [1])
+    server = holder.layout.servers[0].id
+    async with asyncio.timeout(5):  # subscribed: everything counts as busy until a reply
+        while not holder.holdings.is_busy(server):
+            await asyncio.sleep(0.005)  # polls local state the subscription sets
+    held = await holder.acquire((), (), ticket(tenant()))
+    assert held is not None
+    assert not holder.holdings.is_busy(server)  # the reply said nobody waits
+
+    queued = asyncio.create_task(other.acquire((), (), ticket(tenant())))
+    async with asyncio.timeout(5):
+        while not holder.holdings.is_busy(server):
+            await asyncio.sleep(0.005)  # polls local state the busy message sets
+    holder.release(held)
+    newcomer = holder.prefetch((), ticket(tenant()))
+    assert newcomer is not None
+
+    assert await asyncio.wait_for(holder.tried(newcomer), 2) is None
+    granted = await asyncio.wait_for(queued, 2)
+    assert granted is not None
+
+
+async def test_a_stale_release_never_frees_the_slot_another_request_took_over(
+    counting: RedisCountingProxy,
+) -> None:
+    async with _counted(counting, wake_channels=True) as scheduler:
+        first = await scheduler.acquire((), (), ticket(tenant()))
+        assert first is not None
+        scheduler.release(first)
+        taken = scheduler.prefetch((), ticket(tenant()))
+        assert taken is not None
+        second = await scheduler.tried(taken)
+        assert second is not None
+        assert second.id == first.id
+
+        scheduler.release(first)  # the first request's grant, released twice
+
+        assert scheduler.holding == 1
+        scheduler.release(second)
+        assert scheduler.holding == 0
+
+
+async def test_a_request_with_a_choice_of_servers_goes_through_the_queue(
+    counting: RedisCountingProxy,
+) -> None:
+    urls = fresh_urls(2)
+    async with _counted(counting, wake_channels=True, urls=urls) as scheduler:
+        first = await scheduler.acquire((), (), ticket(tenant()))
+        assert first is not None
+        before = counting.snapshot()["EVALSHA"]
+
+        scheduler.release(first)
+        second = scheduler.prefetch((), ticket(tenant()))
+        assert second is not None
+        grant = await asyncio.wait_for(scheduler.tried(second), 2)
+
+        # The script chose (the least loaded server), carrying the release along.
+        assert grant is not None
+        assert grant.id != first.id
+        assert counting.snapshot()["EVALSHA"] - before == 1

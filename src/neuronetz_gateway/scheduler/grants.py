@@ -23,11 +23,13 @@ class WaitTicket:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """A server to forward to; `server` is None for a server without a queue."""
+    """A server to forward to; `server` is None for a server without a queue. `since`:
+    when its slot last passed through the queue (the event loop's clock)."""
 
     upstream: Upstream
     id: str
     server: ServerSlots | None
+    since: float = 0.0
 
 
 @dataclass(slots=True, eq=False)
@@ -35,7 +37,7 @@ class Prefetch:
     """A try for a free slot, sent beside the admission (`SlotScheduler.prefetch`):
     its script's reply, and what that came to once read (it is read once)."""
 
-    reply: asyncio.Future[Reply]
+    reply: asyncio.Future[Reply] | None  # None: taken over, no script (releases.py)
     waiter: str
     read: bool = False
     grant: Grant | None = None

@@ -42,6 +42,7 @@ class Layout:
     servers: tuple[ServerSlots, ...]
     keys: tuple[str, ...]
     server_args: tuple[str, ...]
+    _by_id: dict[str, ServerSlots]
 
     @classmethod
     def build(cls, servers: Sequence[ServerSlots], namespace: str = NAMESPACE) -> Layout:
@@ -53,10 +54,10 @@ class Layout:
             *(s.id for s in servers),
             *(str(s.slots) for s in servers),
         )
-        return cls(tuple(servers), tuple(keys), args)
+        return cls(tuple(servers), tuple(keys), args, {s.id: s for s in servers})
 
     def by_id(self, ident: str) -> ServerSlots | None:
-        return next((s for s in self.servers if s.id == ident), None)
+        return self._by_id.get(ident)
 
     def wake_channel(self, namespace: str = NAMESPACE) -> str:
         """The prefix of every replica's wake-up channel (`<prefix><replica id>`)."""

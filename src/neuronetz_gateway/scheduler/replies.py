@@ -20,12 +20,12 @@ def texts(items: object) -> list[str]:
     return [text(v) for v in items] if isinstance(items, list) else []
 
 
-def acquired_reply(reply: Reply) -> tuple[bool, str, object, str]:
-    """acquire's reply: (granted, server, woken, next expiry)."""
-    if not isinstance(reply, list) or len(reply) != 4:
+def acquired_reply(reply: Reply) -> tuple[bool, str, object, str, bool]:
+    """acquire's reply: (granted, server, woken, next expiry, nobody waits there)."""
+    if not isinstance(reply, list) or len(reply) != 5:
         raise QueueUnavailable("unexpected reply of acquire")
-    granted, server, woken, expiry = reply
-    return granted == 1, text(server), woken, text(expiry)
+    granted, server, woken, expiry, quiet = reply
+    return granted == 1, text(server), woken, text(expiry), quiet == 1
 
 
 def dropped_reply(reply: Reply) -> tuple[str, object, list[str], str]:

@@ -28,17 +28,16 @@ class QueueService(BackgroundTask):
     def __init__(self, scheduler: SlotScheduler, redis_url: str | None) -> None:
         self._scheduler = scheduler
         self._redis_url = redis_url
+        self._busy_channel = scheduler.busy_channel.encode()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._ticks())
             if self._redis_url is not None and self._scheduler.channel:
+                channels = (self._scheduler.channel, self._scheduler.busy_channel)
                 group.create_task(
                     subscribe_forever(
-                        self._redis_url,
-                        self._scheduler.channel,
-                        self._on_message,
-                        lambda: log.info("queue_subscribed"),
+                        self._redis_url, channels, self._on_message, self._on_subscribed
                     )
                 )
 
@@ -46,10 +45,18 @@ class QueueService(BackgroundTask):
         await self.stop_task()
         await self._scheduler.aclose()
 
-    def _on_message(self, payload: bytes) -> None:
+    def _on_message(self, channel: bytes, payload: bytes) -> None:
         with contextlib.suppress(ValueError):
+            if channel == self._busy_channel:
+                self._scheduler.holdings.mark_busy(payload.decode().split(","))
+                return
             waiter, server = payload.decode().split(" ", 1)
             self._scheduler.wake(waiter, server)
+
+    def _on_subscribed(self) -> None:
+        # Busy messages sent while the subscription was down are lost.
+        self._scheduler.holdings.mark_all_busy()
+        log.info("queue_subscribed")
 
     async def _ticks(self) -> None:
         scheduler = self._scheduler

@@ -5,14 +5,15 @@ gets a `Grant` at once when a slot is free, or waits in the queue (across replic
 weighted fair order) until a script grants it one, until `QUEUE_MAX_WAIT_SECONDS` (503
 `server_busy`), or until its client leaves (cancellation: it leaves the queue at once).
 `release` gives the slot back when the response ended, without delaying anybody: the
-grant rides on this process's next acquire script, or goes alone soon after
-(scheduler/releases.py).
+next request of this process takes it over while nobody waits for it, or it rides on
+this process's next acquire script, or goes alone soon after (scheduler/releases.py).
 
-Every decision is one script on the `ScriptStore`; this class keeps only what is local:
-the futures of this process's waiters (woken by a script's reply, by a wake-up message
-of another replica, or by the tick's report), and the grants it holds (their leases are
-refreshed by `tick`). A server with `OLLAMA_SLOTS=0` has no queue: a request its
-holders include goes there (or to another unlimited holder) without any script.
+Every decision of the queue is one script on the `ScriptStore`; this class keeps only
+what is local: the futures of this process's waiters (woken by a script's reply, by a
+wake-up message of another replica, or by the tick's report), and its `Holdings` (the
+grants it holds, their leases refreshed by `tick`). A server with `OLLAMA_SLOTS=0` has
+no queue: a request its holders include goes there (or to another unlimited holder)
+without any script.
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ from neuronetz_gateway.errors import unavailable
 from neuronetz_gateway.observability.metrics import (
     QUEUE_WAIT_SECONDS,
     QUEUED_REQUESTS,
-    UPSTREAM_SLOTS_IN_USE,
 )
 from neuronetz_gateway.proxy.upstreams import Upstream, UpstreamPool
 from neuronetz_gateway.scheduler.errors import server_busy
 from neuronetz_gateway.scheduler.grants import Grant, Prefetch, WaiterGone, WaitTicket
+from neuronetz_gateway.scheduler.holdings import Holdings
 from neuronetz_gateway.scheduler.layout import Layout, ServerSlots, server_id
 from neuronetz_gateway.scheduler.placement import Placement
-from neuronetz_gateway.scheduler.releases import PendingReleases
+from neuronetz_gateway.scheduler.releases import TAKEOVER_MAX_SECONDS
 from neuronetz_gateway.scheduler.replies import acquired_reply, dropped_reply, pairs, texts
 from neuronetz_gateway.scheduler.store import QueueUnavailable, ScriptName, ScriptStore, unwrap
 from neuronetz_gateway.scripting import Reply
@@ -58,6 +59,11 @@ class SlotRequest:
     ticket: WaitTicket
     prefetched: Prefetch | None
 
+    def close(self) -> None:
+        """The request has ended: a grant its try got that it did not use goes back."""
+        if self.prefetched is not None:
+            self.scheduler.discard(self.prefetched)
+
 
 class SlotScheduler:
     """Slots and the queue for this process's requests; see the module docstring."""
@@ -71,9 +77,11 @@ class SlotScheduler:
         lease_seconds: float,
         replica: str | None = None,
         wake_channels: bool = True,
+        takeover_seconds: float = TAKEOVER_MAX_SECONDS,
     ) -> None:
         """`slots[i]` belongs to `pool.upstreams[i]`; `wake_channels` False: no
-        pub/sub (standalone: every waiter is this process's, woken from replies)."""
+        pub/sub (standalone: every waiter is this process's, woken from replies), and
+        no ended grant taken over (there is no busy channel to stop it)."""
         self._store = store
         self._pool = pool
         limited = [
@@ -92,12 +100,14 @@ class SlotScheduler:
             str(self._lease_ms), self.replica, self._channel, *self.layout.server_args
         )  # fmt: skip
         self._waiters: dict[str, asyncio.Future[str]] = {}
-        self._held: dict[str, ServerSlots] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._released = PendingReleases(lambda grants: self._spawn(self._drop("grant", *grants)))
-        self._gauges = {s.id: UPSTREAM_SLOTS_IN_USE.labels(s.label) for s in limited}
-        # Set when this process starts waiting or holding: wakes the idle tick loop.
-        self.activity = asyncio.Event()
+        self.holdings = Holdings(
+            self.layout,
+            lambda grants: self._spawn(self._drop("grant", *grants)),
+            takeover_seconds=takeover_seconds if wake_channels else -1.0,
+            all_limited=len(limited) == len(pool.upstreams),
+        )
+        self.activity = self.holdings.activity
         self._last_refresh = time.monotonic()
         # The earliest lease expiry the last replies named (wall clock, s), if any.
         self.next_expiry: float | None = None
@@ -108,24 +118,26 @@ class SlotScheduler:
         return self._channel + self.replica if self._channel else ""
 
     @property
+    def busy_channel(self) -> str:
+        """Where queuing scripts name the servers somebody waits for ('' without)."""
+        return self._channel + "busy" if self._channel else ""
+
+    @property
     def waiting(self) -> int:
         return len(self._waiters)
 
     @property
     def holding(self) -> int:
-        return len(self._held)
+        return self.holdings.count
 
     # -- a request's slot ---------------------------------------------------------------
 
     def request(self, holders: Collection[str], ticket: WaitTicket) -> SlotRequest:
-        """The slot claim of the request running in the current task: `prefetch` starts
-        now (before the admission is sent: both scripts share one write), and a grant the
-        request ends up not using goes back when its task ends (refused, failed)."""
-        prefetched = self.prefetch(holders, ticket)
-        task = asyncio.current_task()
-        if prefetched is not None and task is not None:
-            task.add_done_callback(lambda _: self.discard(prefetched))
-        return SlotRequest(self, ticket, prefetched)
+        """A request's claim on a slot: `prefetch` starts now (before the admission is
+        sent: both scripts share one write). The caller hands it to `acquire`, and in
+        any case to `SlotRequest.close` when the request ends (a grant it did not use
+        goes back: refused, failed)."""
+        return SlotRequest(self, ticket, self.prefetch(holders, ticket))
 
     def prefetch(self, holders: Collection[str], ticket: WaitTicket) -> Prefetch | None:
         """Try for a free slot now, without waiting: the script is queued before this
@@ -133,6 +145,9 @@ class SlotScheduler:
         (one round trip for both), with no task of its own. Hand the result to
         `acquire` (or `discard` it); None: nothing to try (no server with a queue
         among the holders)."""
+        taken = self.holdings.take_over(holders)
+        if taken is not None:  # an ended grant's slot: no script (releases.py)
+            return Prefetch(None, taken.id, read=True, grant=taken)
         servers = self._placement.limited(holders, ())
         if not servers:
             return None
@@ -145,13 +160,14 @@ class SlotScheduler:
     def discard(self, prefetched: Prefetch) -> None:
         """The request will not use what `prefetch` got (refused, failed, done): give a
         granted slot back. A grant already released is not released twice."""
-        if prefetched.reply.done():
+        reply = prefetched.reply
+        if reply is None or reply.done():
             self._discard_read(prefetched)
         else:
-            prefetched.reply.add_done_callback(lambda _: self._discard_read(prefetched))
+            reply.add_done_callback(lambda _: self._discard_read(prefetched))
 
     def _discard_read(self, prefetched: Prefetch) -> None:
-        if prefetched.reply.cancelled():
+        if prefetched.reply is not None and prefetched.reply.cancelled():
             return
         try:
             grant = self._read(prefetched)
@@ -162,7 +178,7 @@ class SlotScheduler:
 
     def _read(self, prefetched: Prefetch) -> Grant | None:
         """What the try got (its reply is in); the first call reads it."""
-        if not prefetched.read:
+        if not prefetched.read and prefetched.reply is not None:
             prefetched.read = True
             try:
                 reply = unwrap(prefetched.reply)
@@ -175,8 +191,9 @@ class SlotScheduler:
     async def tried(self, prefetched: Prefetch) -> Grant | None:
         """What `prefetch` got: a grant, or None when no slot was free. Raises
         `unavailable` when the store could not be reached."""
-        if not prefetched.reply.done():  # a client leaving must not cancel the try
-            await asyncio.wait((prefetched.reply,))
+        reply = prefetched.reply
+        if reply is not None and not reply.done():  # a client leaving must not cancel it
+            await asyncio.wait((reply,))
         try:
             return self._read(prefetched)
         except QueueUnavailable:
@@ -199,6 +216,7 @@ class SlotScheduler:
         started = time.perf_counter()
         if prefetched is not None:
             grant = await self.tried(prefetched)
+            prefetched.grant = None  # this call answers for it from now on, not discard
             if grant is not None and grant.upstream not in exclude and grant.upstream.in_rotation:
                 QUEUE_WAIT_SECONDS.observe(time.perf_counter() - started)
                 return grant
@@ -219,12 +237,10 @@ class SlotScheduler:
         return taken
 
     def release(self, grant: Grant) -> None:
-        """Give `grant`'s slot back: with the next acquire script of this process, or
-        alone within `RELEASE_DELAY_SECONDS` (the response has ended; nobody waits)."""
-        if grant.server is None or self._held.pop(grant.id, None) is None:
-            return
-        self._gauges[grant.server.id].dec()
-        self._released.add(grant.id, grant.server.id)
+        """Give `grant`'s slot back (the response has ended; nobody waits on this):
+        to this process's next request for the server, with its next acquire script,
+        or alone within `RELEASE_DELAY_SECONDS` (scheduler/releases.py)."""
+        self.holdings.release(grant)
 
     async def _take(
         self, servers: list[ServerSlots], ticket: WaitTicket, *, enqueue: bool
@@ -256,7 +272,7 @@ class SlotScheduler:
             return None
         self._expect_expiry(acquired_reply(reply)[3])
         server = await self._wait(waiter, turn, ticket.deadline)
-        return self._hold(waiter, server)
+        return self.holdings.hold(waiter, server, asyncio.get_running_loop().time())
 
     def _acquire_args(
         self, ticket: WaitTicket, waiter: str, servers: list[ServerSlots], *, enqueue: bool
@@ -264,7 +280,7 @@ class SlotScheduler:
         """acquire's own arguments (scheduler/lua/acquire.lua)."""
         # Only a try carries ended grants: nothing cancels it (a waiter is cancelled
         # when its client leaves), so the wake-ups in its reply are never lost.
-        released = [] if enqueue else self._released.take()
+        released = [] if enqueue else self.holdings.take_back()
         flag = "1" if enqueue else "0"
         return (
             ticket.tenant, str(ticket.weight), waiter, flag, str(len(servers)),
@@ -273,16 +289,14 @@ class SlotScheduler:
 
     def _granted(self, reply: Reply, waiter: str) -> Grant | None:
         """acquire's reply: its wake-ups delivered, and the grant it made, if any."""
-        granted, ident, woken, _ = acquired_reply(reply)
+        granted, ident, woken, _, quiet = acquired_reply(reply)
         if woken:
             self._wake_all(woken)
-        return self._hold(waiter, self._server(ident)) if granted else None
-
-    def _hold(self, waiter: str, server: ServerSlots) -> Grant:
-        self._held[waiter] = server
-        self._gauges[server.id].inc()
-        self.activity.set()
-        return Grant(server.upstream, waiter, server)
+        if not granted:
+            return None
+        server = self._server(ident)
+        self.holdings.learn(server.id, quiet=quiet)
+        return self.holdings.hold(waiter, server, asyncio.get_running_loop().time())
 
     async def _wait(self, waiter: str, turn: asyncio.Future[str], deadline: float) -> ServerSlots:
         QUEUED_REQUESTS.inc()
@@ -350,26 +364,24 @@ class SlotScheduler:
                 elif report != "w":
                     self.wake(waiter, report)
         now = time.monotonic()
-        if self._held and now - self._last_refresh >= self.refresh_interval:
+        if self.holdings.count and now - self._last_refresh >= self.refresh_interval:
             self._last_refresh = now
             await self.refresh()
 
     async def refresh(self) -> None:
         """Push out the leases of every grant this process holds (one script)."""
-        held = list(self._held.items())
-        if not held:
+        args = self.holdings.lease_args()
+        if not args:
             return
-        args = [part for grant, server in held for part in (grant, server.id)]
-        lost = await self._run("refresh", args, deferred=True)
-        for grant in texts(lost):
-            server = self._held.get(grant)
+        reply = await self._run("refresh", args, deferred=True)
+        for ident in texts(reply):
             # The lease was reclaimed: this replica stalled for longer than a lease.
-            log.warning("slot_lease_lost", upstream=server.label if server else None)
+            log.warning("slot_lease_lost", upstream=self.holdings.label_of(ident))
 
     async def aclose(self) -> None:
         """Send the releases still pending and wait for them (bounded by the store's
         timeout)."""
-        self._released.flush()
+        self.holdings.flush()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 

@@ -1,20 +1,22 @@
-"""Wake-up messages from other replicas: one pub/sub subscription per process.
+"""Messages from other replicas' scripts: one pub/sub subscription per process.
 
 A script that grants a slot to a request waiting on another replica publishes
-`<waiter id> <server id>` on that replica's channel (docs/SCHEDULING.md). Subscribing
+`<waiter id> <server id>` on that replica's channel; a script that queues a request
+publishes its server ids on the busy channel (docs/SCHEDULING.md). Subscribing
 needs a connection of its own (a subscribed connection can send no other command), so
 this is the one connection the scheduler opens from `REDIS_URL` itself. Classic pub/sub
 reaches every node of a Redis Cluster, so the seed node of `REDIS_URL` serves there too.
 
-A message lost while the subscription is down costs at most one tick: `on_subscribed`
-runs after every (re)subscription, and the tick reports each waiter's fate anyway.
+A wake-up lost while the subscription is down costs at most one tick: `on_subscribed`
+runs after every (re)subscription, and the tick reports each waiter's fate anyway. A
+lost busy message is bounded by `TAKEOVER_MAX_SECONDS` (scheduler/releases.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import hiredis
 import structlog
@@ -30,7 +32,7 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 
 class _Subscriber(asyncio.Protocol):
     def __init__(
-        self, on_message: Callable[[bytes], None], on_subscribed: Callable[[], None]
+        self, on_message: Callable[[bytes, bytes], None], on_subscribed: Callable[[], None]
     ) -> None:
         self._reader = hiredis.Reader()
         self._on_message = on_message
@@ -50,8 +52,9 @@ class _Subscriber(asyncio.Protocol):
                     self.transport.abort()
                 return
             if isinstance(reply, list) and len(reply) == 3:
-                if reply[0] == b"message" and isinstance(reply[2], bytes):
-                    self._on_message(reply[2])
+                channel, payload = reply[1], reply[2]
+                if reply[0] == b"message" and isinstance(payload, bytes):
+                    self._on_message(channel, payload)
                 elif reply[0] == b"subscribe":
                     self._on_subscribed()
 
@@ -62,13 +65,13 @@ class _Subscriber(asyncio.Protocol):
 
 async def subscribe_forever(
     redis_url: str,
-    channel: str,
-    on_message: Callable[[bytes], None],
+    channels: Sequence[str],
+    on_message: Callable[[bytes, bytes], None],
     on_subscribed: Callable[[], None],
 ) -> None:
-    """Keep a subscription to `channel` open until cancelled, reconnecting with a
-    back-off; `on_message` gets each payload, `on_subscribed` runs on every
-    (re)subscription."""
+    """Keep a subscription to `channels` open until cancelled, reconnecting with a
+    back-off; `on_message` gets each channel and payload, `on_subscribed` runs on every
+    (re)subscription (once per channel)."""
     address = RedisAddress.from_url(redis_url)
     delay = RECONNECT_MIN_SECONDS
     while True:
@@ -89,7 +92,7 @@ async def subscribe_forever(
                     )
                 )
                 transport.write(pack(auth))
-            transport.write(pack(("SUBSCRIBE", channel)))
+            transport.write(pack(("SUBSCRIBE", *channels)))
             delay = RECONNECT_MIN_SECONDS
             await protocol.closed
             log.warning("queue_subscription_lost")
@@ -103,7 +106,9 @@ async def subscribe_forever(
 
 
 async def _open(
-    address: RedisAddress, on_message: Callable[[bytes], None], on_subscribed: Callable[[], None]
+    address: RedisAddress,
+    on_message: Callable[[bytes, bytes], None],
+    on_subscribed: Callable[[], None],
 ) -> _Subscriber:
     loop = asyncio.get_running_loop()
     if address.path is not None:

@@ -3,8 +3,10 @@
 -- only try), m, then m eligible server ids, then r, then r grants this replica ended
 -- since its last script (grant id, server id): they are given back first, and their
 -- slots go to the queue before this request is served (release rides on the next run).
--- Reply: {1, server, woken, ''} granted on server; {0, '', woken, next expiry} queued
--- (or, when only trying, not queued).
+-- Reply: {1, server, woken, '', quiet} granted on server, quiet 1 when nobody waits for
+-- that server; {0, '', woken, next expiry, 0} queued (or, when only trying, not queued).
+-- Queuing a request publishes its servers on the busy channel: every replica stops
+-- handing its ended grants straight to its next request for them (docs/SCHEDULING.md).
 heartbeat()
 local tenant, weight, id = ARGV[BASE], tonumber(ARGV[BASE + 1]), ARGV[BASE + 2]
 local enqueue = ARGV[BASE + 3] == '1'
@@ -48,10 +50,14 @@ end
 if best then
   charge(tenant, weight, best)
   redis.call('ZADD', held(best), NOW + LEASE, id)
-  return {1, SERVER[best], woken, ''}
+  local quiet = 0
+  if redis.call('ZCARD', wait(best)) == 0 then
+    quiet = 1
+  end
+  return {1, SERVER[best], woken, '', quiet}
 end
 if not enqueue then
-  return {0, '', woken, ''}
+  return {0, '', woken, '', 0}
 end
 -- Queued. A tenant that was waiting nowhere starts level with the servers' virtual time.
 local waiting = false
@@ -82,4 +88,7 @@ for _, i in ipairs(eligible) do
   names[#names + 1] = SERVER[i]
 end
 redis.call('HSET', K_WAITERS, id, table.concat({tenant, stamp, int(weight), REPLICA, table.concat(names, ',')}, '|'))
-return {0, '', woken, next_expiry()}
+if CHANNEL ~= '' then
+  redis.call('PUBLISH', CHANNEL .. 'busy', table.concat(names, ','))
+end
+return {0, '', woken, next_expiry(), 0}
