@@ -14,7 +14,9 @@ migrated by that checkout's own `bench.fixtures`, so each schema is its own), an
 rounds of sequential requests go to each in turn (the order rotating per round); a
 round's CPU is the gateway process's on-CPU time (every thread, `/proc/<pid>/task/*/
 schedstat`) over its requests; the added time is the client's wall time per request
-less that of the same requests sent straight to the stub in the same round. The
+less that of the same requests sent straight to the stub in the same round. With
+`--connections N` a round is wrk with N connections for `--seconds` instead, and the
+added time is wrk's p50 less the stub's. The
 medians over the rounds are compared with the first variant's (docs/PERFORMANCE.md).
 """
 
@@ -32,7 +34,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import stack
+from bench import stack, tools, wrk
 from bench.config import FULL
 from bench.fixtures import BenchKey
 from bench.processes import Service, free_port
@@ -191,10 +193,31 @@ def _sequential(target: Target, endpoint: Endpoint, count: int) -> float:
     return time.perf_counter() - started
 
 
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What a round sends: `requests` one after another (`connections` 1), or wrk with
+    `connections` keep-alive connections for `seconds`."""
+
+    requests: int = 800
+    connections: int = 1
+    seconds: float = 5.0
+
+    def send(self, target: Target, endpoint: Endpoint) -> tuple[int, float]:
+        """Requests answered, and µs per request: the mean for sequential requests, the
+        p50 latency under wrk."""
+        if self.connections == 1:
+            wall = _sequential(target, endpoint, self.requests)
+            return self.requests, wall / self.requests * 1e6
+        result = wrk.run(target, endpoint, connections=self.connections, seconds=self.seconds)
+        if result.errors:
+            raise RuntimeError(f"{target.name}: {result.errors} errors under wrk")
+        return result.requests, result.p50_ms * 1000
+
+
 def measure(
-    variants: Sequence[Variant], *, rounds: int, requests: int, warmup: int = WARMUP_REQUESTS
+    variants: Sequence[Variant], *, rounds: int, load: Load, warmup: int = WARMUP_REQUESTS
 ) -> dict[tuple[str, str], Samples]:
-    """Rounds of `requests` sequential requests per endpoint to each variant, in turn."""
+    """Rounds of `load` per endpoint to each variant, in turn."""
     workdir = Path(tempfile.mkdtemp(prefix="nzgw-versions-"))
     stub = stack.start_stub(workdir, chunks=FULL.stream_chunks, interval_ms=0.0)
     endpoints = list(ENDPOINTS)
@@ -212,14 +235,14 @@ def measure(
                 shift = number % len(gateways)
                 order = gateways[shift:] + gateways[:shift]
                 for endpoint in endpoints:
-                    direct = _sequential(straight, endpoint, requests) / requests * 1e6
+                    _, direct = load.send(straight, endpoint)
                     for target, pid in order:
                         time.sleep(PAUSE_SECONDS)
                         before = process_cpu_ns(pid)
-                        wall = _sequential(target, endpoint, requests) / requests * 1e6
+                        answered, wall = load.send(target, endpoint)
                         spent = process_cpu_ns(pid) - before
                         got = samples[(endpoint.name, target.name)]
-                        got.cpu_us.append(spent / requests / 1000)
+                        got.cpu_us.append(spent / answered / 1000)
                         got.wall_us.append(wall)
                         got.added_us.append(wall - direct)
     finally:
@@ -232,18 +255,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("variants", nargs="+", help="name=checkout[:slots]; the first is the base")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--requests", type=int, default=800, help="per round and endpoint")
+    parser.add_argument(
+        "--connections", type=int, default=1, help="above 1: wrk with this many connections"
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="of wrk per round")
     parser.add_argument("--slots", default="10000", help="OLLAMA_SLOTS unless a variant says")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     variants = [Variant.parse(text, args.slots) for text in args.variants]
     if len({v.name for v in variants}) != len(variants):
         parser.error("variant names must differ")
-    samples = measure(variants, rounds=args.rounds, requests=args.requests)
+    load = Load(args.requests, args.connections, args.seconds)
+    if load.connections > 1:
+        tools.ensure_wrk()
+    samples = measure(variants, rounds=args.rounds, load=load)
     rows = summarize(samples, [v.name for v in variants])
     print(render(rows, variants[0].name))
     if args.json is not None:
-        args.json.write_text(json.dumps({"rows": rows, "rounds": args.rounds,
-                                         "requests": args.requests}, indent=2))  # fmt: skip
+        settings = {"rounds": args.rounds, "requests": args.requests,
+                    "connections": args.connections, "seconds": args.seconds}  # fmt: skip
+        args.json.write_text(json.dumps({"rows": rows, **settings}, indent=2))
     return 0
 
 

@@ -64,3 +64,20 @@ def test_a_tiny_run_measures_each_variant(tmp_path: Path) -> None:
     }
     assert all(r["cpu_us_per_request"] > 0 and len(r["cpu_us_rounds"]) == 2 for r in rows)
     assert "vs off" in completed.stdout
+
+
+@pytest.mark.timeout(180)
+def test_a_tiny_run_under_wrk_measures_each_variant(tmp_path: Path) -> None:
+    out = tmp_path / "versions.json"
+    completed = subprocess.run(
+        [
+            sys.executable, "-m", "bench.versions", f"only={PROJECT_ROOT}", "--rounds", "1",
+            "--connections", "4", "--seconds", "1", "--json", str(out),
+        ],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=170, check=False,
+    )  # fmt: skip
+
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data["connections"] == 4
+    assert all(r["cpu_us_per_request"] > 0 for r in data["rows"])

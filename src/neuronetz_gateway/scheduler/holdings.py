@@ -30,11 +30,11 @@ class Holdings:
         server has a queue (else one without may be the better choice: no take-over)."""
         self._layout = layout
         self._held: dict[str, Grant] = {}  # by id; a taken-over id has a new Grant
+        self._takeovers = takeover_seconds >= 0 and all_limited
         self._pending = PendingReleases(
             lambda grants: send_alone(self._going_back(grants)),
-            takeover_seconds=takeover_seconds,
+            takeover_seconds=takeover_seconds if self._takeovers else -1.0,
         )
-        self._takeovers = takeover_seconds >= 0 and all_limited
         # Servers somebody waits for, as far as this process knows: their ended grants
         # go back through the queue (set by the busy channel, cleared by replies).
         self._busy: set[str] = set()
@@ -60,7 +60,8 @@ class Holdings:
         if grant.server is None or self._held.get(grant.id) is not grant:
             return  # no queue, or released already (its id may be another's by now)
         del self._held[grant.id]
-        self._pending.add(Ended(grant.id, grant.server.id, grant.since))
+        now = asyncio.get_running_loop().time()
+        self._pending.add(Ended(grant.id, grant.server.id, grant.since, now))
 
     def take_over(self, holders: Collection[str]) -> Grant | None:
         """The slot of the latest ended grant, when it may skip the queue and its server
@@ -92,8 +93,8 @@ class Holdings:
         return grant
 
     def take_back(self) -> list[str]:
-        """Every ended grant, for the acquire script about to run, which gives them back."""
-        return self._going_back(self._pending.take())
+        """The ended grants the acquire script about to run gives back (releases.py)."""
+        return self._going_back(self._pending.take(self._busy))
 
     def flush(self) -> None:
         """Send every ended grant back now (`send_alone`)."""
