@@ -6,12 +6,20 @@ scheduler sends what `take_back` and `send_alone` hand it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Container, Iterable
 
 from neuronetz_gateway.observability.metrics import UPSTREAM_SLOTS_IN_USE
 from neuronetz_gateway.scheduler.grants import Grant
 from neuronetz_gateway.scheduler.layout import Layout, ServerSlots
 from neuronetz_gateway.scheduler.releases import Ended, PendingReleases
+
+
+class _Everything:
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_ALL = _Everything()
 
 
 class Holdings:
@@ -92,9 +100,12 @@ class Holdings:
         self.activity.set()
         return grant
 
-    def take_back(self) -> list[str]:
-        """The ended grants the acquire script about to run gives back (releases.py)."""
-        return self._going_back(self._pending.take(self._busy))
+    def take_back(self, *, everything: bool = False) -> list[str]:
+        """The ended grants the acquire script about to run gives back (releases.py);
+        `everything`: all of them (a script choosing among servers must see their
+        true load)."""
+        busy: Container[str] = _ALL if everything else self._busy
+        return self._going_back(self._pending.take(busy))
 
     def flush(self) -> None:
         """Send every ended grant back now (`send_alone`)."""

@@ -15,7 +15,8 @@ waits in this process:
 
 Younger grants stay for a taker: under concurrent load ends and starts come in pairs,
 and an acquire script that took every pending grant along would leave the next
-request nothing to take over.
+request nothing to take over. A script choosing among several servers takes them all
+along, so that it sees each server's true load.
 """
 
 from __future__ import annotations

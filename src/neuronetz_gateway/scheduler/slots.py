@@ -280,7 +280,7 @@ class SlotScheduler:
         """acquire's own arguments (scheduler/lua/acquire.lua)."""
         # Only a try carries ended grants: nothing cancels it (a waiter is cancelled
         # when its client leaves), so the wake-ups in its reply are never lost.
-        released = [] if enqueue else self.holdings.take_back()
+        released = [] if enqueue else self.holdings.take_back(everything=len(servers) > 1)
         flag = "1" if enqueue else "0"
         return (
             ticket.tenant, str(ticket.weight), waiter, flag, str(len(servers)),
