@@ -1,13 +1,14 @@
-"""The calibration proxy: the gateway's ASGI server and aiohttp client, no features.
+"""The calibration proxy: the gateway's ASGI server and upstream client, no features.
 
 It forwards method, path and body to the upstream and relays the answer: whole when
 the upstream gave a length, else each upstream read as its own ASGI message (as the
 gateway's relay does). No auth, limits, audit, parsing or header hygiene, so the
 difference between it and the gateway is what the gateway's features cost.
 
-The aiohttp session is the gateway's own (`create_upstream_session`), so pooling and
-timeouts are identical. Served by uvicorn or granian through the factory
-`bench.bare_proxy:create_app`, which reads the upstream from `BENCH_UPSTREAM`.
+The upstream client is the gateway's own forwarding client (`create_forwarding_client`,
+docs/UPSTREAMS.md), so pooling and timeouts are identical. Served by uvicorn or
+granian through the factory `bench.bare_proxy:create_app`, which reads the upstream
+from `BENCH_UPSTREAM`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import aiohttp
 from starlette.types import Receive, Scope, Send
 
 from neuronetz_gateway.config import Settings
-from neuronetz_gateway.resources import create_upstream_session
+from neuronetz_gateway.proxy.http_client import UpstreamClient
+from neuronetz_gateway.resources import create_forwarding_client
 
 UPSTREAM_VARIABLE = "BENCH_UPSTREAM"
 
@@ -27,7 +28,7 @@ UPSTREAM_VARIABLE = "BENCH_UPSTREAM"
 class BareProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
-        self.session: aiohttp.ClientSession | None = None
+        self.client: UpstreamClient | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -40,32 +41,32 @@ class BareProxy:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 settings = Settings(_env_file=None, ollama_base_url=self.upstream)
-                self.session = create_upstream_session(settings)
+                self.client = create_forwarding_client(settings)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self.session is not None:
-                    await self.session.close()
+                if self.client is not None:
+                    await self.client.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert self.session is not None
+        assert self.client is not None
         body = await _read_body(receive)
         headers = {"content-type": "application/json"} if body else {}
-        url = self.upstream + scope["path"]
-        async with self.session.request(
-            scope["method"], url, data=body or None, headers=headers, allow_redirects=False
-        ) as response:
-            content_type = response.headers.get("Content-Type", "application/json").encode()
+        response = await self.client.request(
+            scope["method"], self.upstream, scope["path"], headers, body or None
+        )
+        async with response:
+            content_type = response.headers.get("content-type", "application/json").encode()
             out: list[tuple[bytes, bytes]] = [(b"content-type", content_type)]
-            if response.content_length is not None:
+            if "content-length" in response.headers:
                 content = await response.read()
                 out.append((b"content-length", str(len(content)).encode()))
                 await send(_start(response.status, out))
                 await send({"type": "http.response.body", "body": content})
                 return
             await send(_start(response.status, out))
-            async for chunk in response.content.iter_any():
+            while chunk := await response.chunk():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
 

@@ -77,7 +77,7 @@ class Pipeline:
     def __init__(self, runtime: GatewayRuntime) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
-        self.forwarder = Forwarder(runtime.resources.upstream, runtime.upstreams)
+        self.forwarder = Forwarder(runtime.resources.forwarding, runtime.upstreams)
         self.tracing = runtime.tracing  # None unless tracing is on
         self.leases = LeaseKeeper(runtime.limiter)
 

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from neuronetz_gateway.config import Settings
 from neuronetz_gateway.db.engine import create_engine
+from neuronetz_gateway.proxy.http_client import UpstreamClient
 from neuronetz_gateway.redis_cluster import ClusterClient, RedisCommands
 from neuronetz_gateway.scripting import LuaHost, RedisHost, RespClient, ScriptHost
 
@@ -24,7 +25,10 @@ class Resources:
     settings: Settings
     engine: AsyncEngine
     redis: RedisCommands | None  # None in standalone mode: the limiter lives in this process
+    # Probes, discovery, readiness and listings (few requests, any shape).
     upstream: aiohttp.ClientSession
+    # Every forwarded request: the lean pooled client (docs/UPSTREAMS.md).
+    forwarding: UpstreamClient
     # Where Lua scripts run (docs/SCRIPTING.md): Redis, or this process's one LuaHost in
     # standalone mode. Every component with scripts shares it (one store per process).
     scripts: ScriptHost = field(init=False)
@@ -33,6 +37,7 @@ class Resources:
         self.scripts = RedisHost(self.redis) if self.redis is not None else LuaHost()
 
     async def aclose(self) -> None:
+        await self.forwarding.aclose()
         await self.upstream.close()
         if self.redis is not None:
             await self.redis.aclose()
@@ -61,6 +66,15 @@ def create_upstream_session(settings: Settings) -> aiohttp.ClientSession:
     )
 
 
+def create_forwarding_client(settings: Settings) -> UpstreamClient:
+    """The client forwarded requests go through, with the session's limits and timeouts."""
+    return UpstreamClient(
+        connect_timeout=settings.upstream_connect_timeout_seconds,
+        read_timeout=settings.upstream_read_timeout_seconds,
+        max_connections=settings.upstream_max_connections,
+    )
+
+
 def create_redis(redis_url: str, *, cluster: bool = False) -> RedisCommands:
     """The process's Redis client: one pipelined connection (per master of a cluster,
     `REDIS_CLUSTER=true`) that gives up after `REDIS_TIMEOUT_SECONDS` (the request then
@@ -82,4 +96,5 @@ async def open_resources(settings: Settings) -> Resources:
             else None
         ),
         upstream=create_upstream_session(settings),
+        forwarding=create_forwarding_client(settings),
     )

@@ -219,7 +219,13 @@ async def test_ps_merges_what_every_server_has_loaded(
 ) -> None:
     for model in ("alpha:1b", "beta:1b", SHARED, SHARED, SHARED):
         assert (await client.post("/api/chat", json=chat(model), headers=auth)).status_code == 200
-    assert servers.calls("/api/chat") == [2, 2, 1]  # the shared model is loaded on all three
+    # alpha and beta have one server each; the shared model went to the least loaded,
+    # ties in turn, so to several servers (which one is next depends on whether the
+    # previous slot was back yet: docs/SCHEDULING.md).
+    own = [1, 1, 0]
+    shared = [calls - mine for calls, mine in zip(servers.calls("/api/chat"), own, strict=True)]
+    assert sum(shared) == 3
+    assert sum(1 for count in shared if count) >= 2
 
     ps = await client.get("/api/ps", headers=auth)
 

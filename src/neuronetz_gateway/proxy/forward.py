@@ -27,7 +27,6 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 import structlog
 
@@ -36,6 +35,8 @@ from neuronetz_gateway.errors import GatewayError, Surface, model_not_found
 from neuronetz_gateway.outcome import Outcome
 from neuronetz_gateway.policy.routes import Route
 from neuronetz_gateway.proxy.headers import upstream_headers
+from neuronetz_gateway.proxy.http_client import UpstreamClient, UpstreamResponse
+from neuronetz_gateway.proxy.http_connection import ConnectFailed, NoResponse, UpstreamError
 from neuronetz_gateway.proxy.observer import StreamObserver
 from neuronetz_gateway.proxy.relay import relay_stream, relay_whole
 from neuronetz_gateway.proxy.sanitize import sanitize_message
@@ -106,10 +107,10 @@ class UpstreamRequest:
 
 
 class Forwarder:
-    """Forwards requests over the process's pooled session to the servers of `pool`."""
+    """Forwards requests over the process's pooled client to the servers of `pool`."""
 
-    def __init__(self, session: aiohttp.ClientSession, pool: UpstreamPool) -> None:
-        self._session = session
+    def __init__(self, client: UpstreamClient, pool: UpstreamPool) -> None:
+        self._client = client
         self._pool = pool
 
     async def forward(
@@ -215,7 +216,7 @@ class Forwarder:
             if exchange.response_started:
                 raise
             raise upstream_failed(504, "upstream timed out") from None
-        except (aiohttp.ClientError, ValueError):
+        except (UpstreamError, ValueError):
             pool.failed(upstream, STREAM)
             if exchange.response_started:
                 raise
@@ -228,22 +229,20 @@ class Forwarder:
 
     async def _send(
         self, upstream: Upstream, request: UpstreamRequest, headers: dict[str, str]
-    ) -> aiohttp.ClientResponse:
+    ) -> UpstreamResponse:
         """The upstream's response, its status line and headers read."""
         try:
-            return await self._session.request(
+            return await self._client.request(
                 request.method,
-                upstream.url(request.route.upstream_path),
-                data=request.body,
-                headers=headers,
-                allow_redirects=False,
+                upstream.base_url,
+                request.route.upstream_path,
+                headers,
+                request.body,
             )
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
+        except ConnectFailed:
             self._pool.failed(upstream, CONNECT)
             raise NoAnswer(CONNECT) from None
-        except TimeoutError:
-            raise  # connected and sent, but no answer within the read timeout: not retried
-        except aiohttp.ClientConnectionError:
+        except NoResponse:
             # Dropped before the status line (a server going down mid-request).
             self._pool.failed(upstream, STREAM)
             raise NoAnswer(STREAM) from None
@@ -257,7 +256,7 @@ def _is_server_fault(status: int) -> bool:
 
 async def _relay(
     exchange: Exchange,
-    response: aiohttp.ClientResponse,
+    response: UpstreamResponse,
     request: UpstreamRequest,
     observer: StreamObserver,
 ) -> None:
@@ -265,10 +264,10 @@ async def _relay(
         raise OllamaBusy  # before any byte: another server may take it (module docstring)
     if response.status >= 300:
         raise await _error_from(response, request.model)
-    if response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):
+    if response.headers.get("content-encoding", "identity").lower() not in ("", "identity"):
         # Asked for identity: a compressed answer could be neither counted nor relayed.
         raise upstream_failed()
-    content_type = response.headers.get("Content-Type", "")
+    content_type = response.headers.get("content-type", "")
     if "ndjson" in content_type:
         await relay_stream(exchange, response, observer, sse=False)
     elif "event-stream" in content_type:
@@ -285,13 +284,13 @@ async def _relay(
         )
 
 
-async def _error_from(response: aiohttp.ClientResponse, model: str | None) -> GatewayError:
+async def _error_from(response: UpstreamResponse, model: str | None) -> GatewayError:
     status = response.status
     if _is_server_fault(status):
         return upstream_failed()
     if status == 404 and model is not None:
         return model_not_found(model)
-    raw = await response.content.read(MAX_ERROR_BODY_BYTES)
+    raw = await response.read_prefix(MAX_ERROR_BODY_BYTES)
     return GatewayError(
         status,
         sanitize_message(_error_text(raw), fallback="upstream rejected the request"),

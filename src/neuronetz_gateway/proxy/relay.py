@@ -8,13 +8,14 @@ an error line must be sanitised before it is relayed.
 
 from __future__ import annotations
 
-import aiohttp
 import orjson
 
 from neuronetz_gateway import respond
 from neuronetz_gateway.context import Exchange
 from neuronetz_gateway.errors import GatewayError
 from neuronetz_gateway.outcome import Outcome
+from neuronetz_gateway.proxy.http_client import UpstreamResponse
+from neuronetz_gateway.proxy.http_connection import UpstreamError
 from neuronetz_gateway.proxy.observer import StreamObserver
 
 NDJSON = b"application/x-ndjson"
@@ -28,7 +29,7 @@ REPORTED = GatewayError(502, "upstream error", Outcome.UPSTREAM_ERROR, code="ups
 
 async def relay_stream(
     exchange: Exchange,
-    response: aiohttp.ClientResponse,
+    response: UpstreamResponse,
     observer: StreamObserver,
     *,
     sse: bool,
@@ -39,7 +40,7 @@ async def relay_stream(
     await respond.start(exchange, 200, EVENT_STREAM if sse else NDJSON, STREAM_HEADERS)
     pending = b""
     try:
-        async for chunk in response.content.iter_any():
+        while chunk := await response.chunk():
             data = pending + chunk if pending else chunk
             cut = data.rfind(separator)
             if cut < 0:
@@ -50,7 +51,7 @@ async def relay_stream(
             out = feed(data[:end])
             if out:
                 await respond.body(exchange, out, more=True)
-    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
+    except (UpstreamError, TimeoutError):
         await _lost(exchange, observer)
         return
     if pending.strip():
