@@ -4,9 +4,11 @@ A request that takes a slot calls `acquire` for a server among its model's holde
 gets a `Grant` at once when a slot is free, or waits in the queue (across replicas, in
 weighted fair order) until a script grants it one, until `QUEUE_MAX_WAIT_SECONDS` (503
 `server_busy`), or until its client leaves (cancellation: it leaves the queue at once).
-`release` gives the slot back when the response ended, without delaying anybody: the
-next request of this process takes it over while nobody waits for it, or it rides on
-this process's next acquire script, or goes alone soon after (scheduler/releases.py).
+Before that, `request` starts a try for a free slot beside the admission
+(scheduler/tries.py), which `acquire` uses when it got one. `release` gives the slot
+back when the response ended, without delaying anybody: the next request of this
+process takes it over while nobody waits for it, or it rides on this process's next
+acquire script, or goes alone soon after (scheduler/releases.py).
 
 Every decision of the queue is one script on the `ScriptStore`; this class keeps only
 what is local: the futures of this process's waiters (woken by a script's reply, by a
@@ -21,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Collection, Coroutine, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -40,7 +41,8 @@ from neuronetz_gateway.scheduler.layout import Layout, ServerSlots, server_id
 from neuronetz_gateway.scheduler.placement import Placement
 from neuronetz_gateway.scheduler.releases import TAKEOVER_MAX_SECONDS
 from neuronetz_gateway.scheduler.replies import acquired_reply, dropped_reply, pairs, texts
-from neuronetz_gateway.scheduler.store import QueueUnavailable, ScriptName, ScriptStore, unwrap
+from neuronetz_gateway.scheduler.store import QueueUnavailable, ScriptName, ScriptStore
+from neuronetz_gateway.scheduler.tries import SlotRequest, Tries
 from neuronetz_gateway.scripting import Reply
 
 log = structlog.get_logger(__name__)
@@ -48,21 +50,6 @@ log = structlog.get_logger(__name__)
 TICK_SECONDS = 1.0
 # A tick aimed at a lease's expiry runs this much after it (clocks of Redis and replicas).
 EXPIRY_MARGIN_SECONDS = 0.01
-
-
-@dataclass(frozen=True, slots=True)
-class SlotRequest:
-    """One request's claim on a slot: its scheduler, who waits and until when, and the
-    try started beside its admission (`SlotScheduler.request`)."""
-
-    scheduler: SlotScheduler
-    ticket: WaitTicket
-    prefetched: Prefetch | None
-
-    def close(self) -> None:
-        """The request has ended: a grant its try got that it did not use goes back."""
-        if self.prefetched is not None:
-            self.scheduler.discard(self.prefetched)
 
 
 class SlotScheduler:
@@ -107,6 +94,7 @@ class SlotScheduler:
             takeover_seconds=takeover_seconds if wake_channels else -1.0,
             all_limited=len(limited) == len(pool.upstreams),
         )
+        self._tries = Tries(self.holdings, self._placement, self._send_try, self._granted)
         self.activity = self.holdings.activity
         self._last_refresh = time.monotonic()
         # The earliest lease expiry the last replies named (wall clock, s), if any.
@@ -140,64 +128,16 @@ class SlotScheduler:
         return SlotRequest(self, ticket, self.prefetch(holders, ticket))
 
     def prefetch(self, holders: Collection[str], ticket: WaitTicket) -> Prefetch | None:
-        """Try for a free slot now, without waiting: the script is queued before this
-        returns, so it goes out in the same write as the admission script that follows
-        (one round trip for both), with no task of its own. Hand the result to
-        `acquire` (or `discard` it); None: nothing to try (no server with a queue
-        among the holders)."""
-        taken = self.holdings.take_over(holders)
-        if taken is not None:  # an ended grant's slot: no script (releases.py)
-            return Prefetch(None, taken.id, read=True, grant=taken)
-        servers = self._placement.limited(holders, ())
-        if not servers:
-            return None
-        waiter = ids.random_hex()
-        reply = self._store.submit(
-            "acquire", *self._call(self._acquire_args(ticket, waiter, servers, enqueue=False))
-        )
-        return Prefetch(reply, waiter)
+        """Try for a free slot now, without waiting (`Tries.prefetch`)."""
+        return self._tries.prefetch(holders, ticket)
 
     def discard(self, prefetched: Prefetch) -> None:
-        """The request will not use what `prefetch` got (refused, failed, done): give a
-        granted slot back. A grant already released is not released twice."""
-        reply = prefetched.reply
-        if reply is None or reply.done():
-            self._discard_read(prefetched)
-        else:
-            reply.add_done_callback(lambda _: self._discard_read(prefetched))
-
-    def _discard_read(self, prefetched: Prefetch) -> None:
-        if prefetched.reply is not None and prefetched.reply.cancelled():
-            return
-        try:
-            grant = self._read(prefetched)
-        except QueueUnavailable:
-            return
-        if grant is not None:
-            self.release(grant)
-
-    def _read(self, prefetched: Prefetch) -> Grant | None:
-        """What the try got (its reply is in); the first call reads it."""
-        if not prefetched.read and prefetched.reply is not None:
-            prefetched.read = True
-            try:
-                reply = unwrap(prefetched.reply)
-            except QueueUnavailable as error:
-                log.error("queue_unavailable", script="acquire", error=str(error))
-                raise
-            prefetched.grant = self._granted(reply, prefetched.waiter)
-        return prefetched.grant
+        """Give back a grant `prefetch` got that the request will not use (`Tries.discard`)."""
+        self._tries.discard(prefetched)
 
     async def tried(self, prefetched: Prefetch) -> Grant | None:
-        """What `prefetch` got: a grant, or None when no slot was free. Raises
-        `unavailable` when the store could not be reached."""
-        reply = prefetched.reply
-        if reply is not None and not reply.done():  # a client leaving must not cancel it
-            await asyncio.wait((reply,))
-        try:
-            return self._read(prefetched)
-        except QueueUnavailable:
-            raise unavailable("the queue for upstream slots is unavailable") from None
+        """What `prefetch` got: a grant, or None (`Tries.tried`)."""
+        return await self._tries.tried(prefetched)
 
     async def acquire(
         self,
@@ -286,6 +226,13 @@ class SlotScheduler:
             ticket.tenant, str(ticket.weight), waiter, flag, str(len(servers)),
             *(s.id for s in servers), str(len(released) // 2), *released,
         )  # fmt: skip
+
+    def _send_try(
+        self, ticket: WaitTicket, waiter: str, servers: list[ServerSlots]
+    ) -> asyncio.Future[Reply]:
+        """Queue a try's acquire script now (`ScriptStore.submit`): no task, no wait."""
+        args = self._acquire_args(ticket, waiter, servers, enqueue=False)
+        return self._store.submit("acquire", *self._call(args))
 
     def _granted(self, reply: Reply, waiter: str) -> Grant | None:
         """acquire's reply: its wake-ups delivered, and the grant it made, if any."""
