@@ -33,6 +33,18 @@ def fresh_urls(count: int = 1) -> list[str]:
     return [f"http://s{uuid.uuid4().hex[:12]}.test:11434" for _ in range(count)]
 
 
+def tenant() -> str:
+    """A tenant of its own: no other test shares its place in the fair order."""
+    return str(uuid.uuid4())
+
+
+async def wait_until_queued(scheduler: SlotScheduler, count: int) -> None:
+    """Until `count` of `scheduler`'s acquire calls wait in the queue (at most 5 s)."""
+    async with asyncio.timeout(5):
+        while scheduler.waiting < count:
+            await asyncio.sleep(0.005)  # polls local state the acquire calls set
+
+
 ReplicaFactory = Callable[..., Any]
 
 

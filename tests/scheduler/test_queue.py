@@ -5,23 +5,19 @@ servers of its own."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 
 from neuronetz_gateway.errors import GatewayError
-from neuronetz_gateway.scheduler import Grant, SlotScheduler
-from tests.scheduler.conftest import REDIS, ReplicaFactory, fresh_urls, ticket
-
-
-def tenant() -> str:
-    return str(uuid.uuid4())
-
-
-async def _wait_until_queued(scheduler: SlotScheduler, count: int) -> None:
-    async with asyncio.timeout(5):
-        while scheduler.waiting < count:
-            await asyncio.sleep(0.005)  # polls local state the acquire calls set
+from neuronetz_gateway.scheduler import Grant
+from tests.scheduler.conftest import (
+    REDIS,
+    ReplicaFactory,
+    fresh_urls,
+    tenant,
+    ticket,
+    wait_until_queued,
+)
 
 
 async def test_free_slots_are_granted_at_once_then_requests_wait_for_a_release(
@@ -34,7 +30,7 @@ async def test_free_slots_are_granted_at_once_then_requests_wait_for_a_release(
     first = await scheduler.acquire((), (), ticket(a))
     second = await scheduler.acquire((), (), ticket(a))
     third = asyncio.create_task(scheduler.acquire((), (), ticket(a)))
-    await _wait_until_queued(scheduler, 1)
+    await wait_until_queued(scheduler, 1)
 
     assert first is not None
     assert second is not None
@@ -65,7 +61,7 @@ async def test_weights_share_slots_3_to_1_and_each_tenant_in_arrival_order(
     for number in range(40):
         tasks.append(asyncio.create_task(one("A", heavy, 3, number)))
         tasks.append(asyncio.create_task(one("B", light, 1, number)))
-        await _wait_until_queued(scheduler, len(tasks))
+        await wait_until_queued(scheduler, len(tasks))
     scheduler.release(holder)
     await asyncio.wait_for(asyncio.gather(*tasks), 20)
 
@@ -84,9 +80,9 @@ async def test_a_newcomer_waits_for_the_next_slot_not_behind_a_backlog(
     holder = await scheduler.acquire((), (), ticket(busy))
     assert holder is not None
     backlog = [asyncio.create_task(scheduler.acquire((), (), ticket(busy))) for _ in range(20)]
-    await _wait_until_queued(scheduler, 20)
+    await wait_until_queued(scheduler, 20)
     mine = asyncio.create_task(scheduler.acquire((), (), ticket(newcomer)))
-    await _wait_until_queued(scheduler, 21)
+    await wait_until_queued(scheduler, 21)
 
     scheduler.release(holder)
     grant = await asyncio.wait_for(mine, 2)
@@ -127,9 +123,9 @@ async def test_a_cancelled_waiter_leaves_and_the_slot_goes_to_the_next(
     holder = await scheduler.acquire((), (), ticket(a))
     assert holder is not None
     leaving = asyncio.create_task(scheduler.acquire((), (), ticket(a)))
-    await _wait_until_queued(scheduler, 1)
+    await wait_until_queued(scheduler, 1)
     staying = asyncio.create_task(scheduler.acquire((), (), ticket(b)))
-    await _wait_until_queued(scheduler, 2)
+    await wait_until_queued(scheduler, 2)
 
     leaving.cancel()
     await asyncio.gather(leaving, return_exceptions=True)
@@ -152,7 +148,7 @@ async def test_a_slot_granted_on_one_replica_wakes_a_waiter_on_another(
     holder = await first.acquire((), (), ticket(tenant()))
     assert holder is not None
     waiting = asyncio.create_task(second.acquire((), (), ticket(tenant())))
-    await _wait_until_queued(second, 1)
+    await wait_until_queued(second, 1)
 
     started = asyncio.get_running_loop().time()
     first.release(holder)

@@ -6,28 +6,24 @@ still comes first; with neither soon it goes back alone within `RELEASE_DELAY_SE
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
 
 from neuronetz_gateway.proxy.upstreams import UpstreamPool
-from neuronetz_gateway.scheduler import ScriptStore, SlotScheduler
+from neuronetz_gateway.scheduler import Grant, ScriptStore, SlotScheduler
 from neuronetz_gateway.scheduler.releases import RELEASE_DELAY_SECONDS
 from neuronetz_gateway.scripting import RedisHost, RespClient
-from tests.scheduler.conftest import REDIS, ReplicaFactory, fresh_urls, ticket
+from tests.scheduler.conftest import (
+    REDIS,
+    ReplicaFactory,
+    fresh_urls,
+    tenant,
+    ticket,
+    wait_until_queued,
+)
 from tests.support.redis_counting_proxy import RedisCountingProxy, redis_counting_proxy
-
-
-def tenant() -> str:
-    return str(uuid.uuid4())
-
-
-async def _wait_until_queued(scheduler: SlotScheduler, count: int) -> None:
-    async with asyncio.timeout(5):
-        while scheduler.waiting < count:
-            await asyncio.sleep(0.005)  # polls local state the acquire calls set
 
 
 async def test_a_released_slot_goes_to_the_queue_before_the_try_that_carries_it(
@@ -37,7 +33,7 @@ async def test_a_released_slot_goes_to_the_queue_before_the_try_that_carries_it(
     holder = await scheduler.acquire((), (), ticket(tenant()))
     assert holder is not None
     queued = asyncio.create_task(scheduler.acquire((), (), ticket(tenant())))
-    await _wait_until_queued(scheduler, 1)
+    await wait_until_queued(scheduler, 1)
 
     scheduler.release(holder)
     newcomer = scheduler.prefetch((), ticket(tenant()))  # in the same turn: carries it
@@ -57,7 +53,7 @@ async def test_a_slot_released_on_a_server_the_try_cannot_use_still_serves_its_q
     holder = await scheduler.acquire((urls[0],), (), ticket(tenant()))
     assert holder is not None
     queued = asyncio.create_task(scheduler.acquire((urls[0],), (), ticket(tenant())))
-    await _wait_until_queued(scheduler, 1)
+    await wait_until_queued(scheduler, 1)
 
     scheduler.release(holder)
     other = scheduler.prefetch((urls[1],), ticket(tenant()))
@@ -90,6 +86,13 @@ async def counted_scheduler(counting: RedisCountingProxy) -> AsyncIterator[SlotS
         yield scheduler
 
 
+@pytest.fixture
+async def takeover_scheduler(counting: RedisCountingProxy) -> AsyncIterator[SlotScheduler]:
+    """A scheduler with the busy channel: an ended grant nobody waits for is taken over."""
+    async with _counted(counting, wake_channels=True) as scheduler:
+        yield scheduler
+
+
 @asynccontextmanager
 async def _counted(
     counting: RedisCountingProxy,
@@ -115,22 +118,37 @@ async def _counted(
         await client.aclose()
 
 
-async def test_release_and_the_next_try_are_one_script(
-    counted_scheduler: SlotScheduler, counting: RedisCountingProxy
-) -> None:
-    scheduler = counted_scheduler
+async def _release_then_try(
+    scheduler: SlotScheduler, counting: RedisCountingProxy
+) -> tuple[Grant, Grant, int]:
+    """A grant, released, then the next request's try: the released grant, the one the
+    try got, and the scripts counted before the release."""
     first = await scheduler.acquire((), (), ticket(tenant()))
     assert first is not None
     before = counting.snapshot()["EVALSHA"]
-
     scheduler.release(first)
     second = scheduler.prefetch((), ticket(tenant()))
     assert second is not None
     grant = await asyncio.wait_for(scheduler.tried(second), 2)
+    assert grant is not None
+    return first, grant, before
+
+
+async def _wait_until_busy(scheduler: SlotScheduler, server: str) -> None:
+    """Until `scheduler` knows that somebody waits for `server` (at most 5 s)."""
+    async with asyncio.timeout(5):
+        while not scheduler.holdings.is_busy(server):
+            await asyncio.sleep(0.005)  # polls local state the busy channel sets
+
+
+async def test_release_and_the_next_try_are_one_script(
+    counted_scheduler: SlotScheduler, counting: RedisCountingProxy
+) -> None:
+    scheduler = counted_scheduler
+    _, _, before = await _release_then_try(scheduler, counting)
 
     # The slot the release freed is the one the try got: both in one script, and
     # nothing is left to send (a release still pending would go out in aclose).
-    assert grant is not None
     await scheduler.aclose()
     assert counting.snapshot()["EVALSHA"] - before == 1
 
@@ -154,41 +172,25 @@ async def test_a_release_with_no_try_after_it_goes_back_alone(
 
 
 async def test_a_request_right_after_a_release_takes_its_slot_over_without_a_script(
-    counting: RedisCountingProxy,
+    takeover_scheduler: SlotScheduler, counting: RedisCountingProxy
 ) -> None:
-    async with _counted(counting, wake_channels=True) as scheduler:
-        first = await scheduler.acquire((), (), ticket(tenant()))
-        assert first is not None
-        before = counting.snapshot()["EVALSHA"]
+    scheduler = takeover_scheduler
+    first, grant, before = await _release_then_try(scheduler, counting)
 
-        scheduler.release(first)
-        second = scheduler.prefetch((), ticket(tenant()))
-        assert second is not None
-        grant = await asyncio.wait_for(scheduler.tried(second), 2)
-
-        assert grant is not None
-        assert grant.id == first.id  # the same lease in the queue, a new request on it
-        assert scheduler.holding == 1
-        assert counting.snapshot()["EVALSHA"] == before
-        scheduler.release(grant)
-        await scheduler.aclose()  # the pending release goes back: one script
-        assert counting.snapshot()["EVALSHA"] - before == 1
+    assert grant.id == first.id  # the same lease in the queue, a new request on it
+    assert scheduler.holding == 1
+    assert counting.snapshot()["EVALSHA"] == before
+    scheduler.release(grant)
+    await scheduler.aclose()  # the pending release goes back: one script
+    assert counting.snapshot()["EVALSHA"] - before == 1
 
 
 async def test_a_slot_passes_through_the_queue_again_after_the_takeover_window(
     counting: RedisCountingProxy,
 ) -> None:
     async with _counted(counting, wake_channels=True, takeover_seconds=0.0) as scheduler:
-        first = await scheduler.acquire((), (), ticket(tenant()))
-        assert first is not None
-        before = counting.snapshot()["EVALSHA"]
+        first, grant, before = await _release_then_try(scheduler, counting)
 
-        scheduler.release(first)
-        second = scheduler.prefetch((), ticket(tenant()))
-        assert second is not None
-        grant = await asyncio.wait_for(scheduler.tried(second), 2)
-
-        assert grant is not None
         assert grant.id != first.id
         assert counting.snapshot()["EVALSHA"] - before == 1  # the try, carrying the release
 
@@ -201,17 +203,13 @@ async def test_nobody_takes_a_slot_over_while_somebody_waits_for_it(
     urls = fresh_urls()
     holder, other = await replicas(urls, [1]), await replicas(urls, [1])
     server = holder.layout.servers[0].id
-    async with asyncio.timeout(5):  # subscribed: everything counts as busy until a reply
-        while not holder.holdings.is_busy(server):
-            await asyncio.sleep(0.005)  # polls local state the subscription sets
+    await _wait_until_busy(holder, server)  # subscribed: all count as busy until a reply
     held = await holder.acquire((), (), ticket(tenant()))
     assert held is not None
     assert not holder.holdings.is_busy(server)  # the reply said nobody waits
 
     queued = asyncio.create_task(other.acquire((), (), ticket(tenant())))
-    async with asyncio.timeout(5):
-        while not holder.holdings.is_busy(server):
-            await asyncio.sleep(0.005)  # polls local state the busy message sets
+    await _wait_until_busy(holder, server)  # the busy message
     holder.release(held)
     newcomer = holder.prefetch((), ticket(tenant()))
     assert newcomer is not None
@@ -222,23 +220,17 @@ async def test_nobody_takes_a_slot_over_while_somebody_waits_for_it(
 
 
 async def test_a_stale_release_never_frees_the_slot_another_request_took_over(
-    counting: RedisCountingProxy,
+    takeover_scheduler: SlotScheduler, counting: RedisCountingProxy
 ) -> None:
-    async with _counted(counting, wake_channels=True) as scheduler:
-        first = await scheduler.acquire((), (), ticket(tenant()))
-        assert first is not None
-        scheduler.release(first)
-        taken = scheduler.prefetch((), ticket(tenant()))
-        assert taken is not None
-        second = await scheduler.tried(taken)
-        assert second is not None
-        assert second.id == first.id
+    scheduler = takeover_scheduler
+    first, second, _ = await _release_then_try(scheduler, counting)
+    assert second.id == first.id
 
-        scheduler.release(first)  # the first request's grant, released twice
+    scheduler.release(first)  # the first request's grant, released twice
 
-        assert scheduler.holding == 1
-        scheduler.release(second)
-        assert scheduler.holding == 0
+    assert scheduler.holding == 1
+    scheduler.release(second)
+    assert scheduler.holding == 0
 
 
 async def test_a_request_with_a_choice_of_servers_goes_through_the_queue(
@@ -246,16 +238,8 @@ async def test_a_request_with_a_choice_of_servers_goes_through_the_queue(
 ) -> None:
     urls = fresh_urls(2)
     async with _counted(counting, wake_channels=True, urls=urls) as scheduler:
-        first = await scheduler.acquire((), (), ticket(tenant()))
-        assert first is not None
-        before = counting.snapshot()["EVALSHA"]
-
-        scheduler.release(first)
-        second = scheduler.prefetch((), ticket(tenant()))
-        assert second is not None
-        grant = await asyncio.wait_for(scheduler.tried(second), 2)
+        first, grant, before = await _release_then_try(scheduler, counting)
 
         # The script chose (the least loaded server): no take-over where there is a choice.
-        assert grant is not None
         assert grant.id != first.id
         assert counting.snapshot()["EVALSHA"] - before == 1
