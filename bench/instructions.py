@@ -39,7 +39,7 @@ from pathlib import Path
 from bench import fixtures, stack
 from bench.config import FULL
 from bench.processes import free_port, python_command
-from bench.rawhttp import BlockingConnection
+from bench.rawhttp import BlockingConnection, send_sequentially
 from bench.requests import ENDPOINTS, Endpoint, Target
 
 # Python under callgrind runs some 50 times slower: start-up (imports, the key's first
@@ -121,15 +121,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _send(target: Target, endpoint: Endpoint, count: int) -> None:
-    connection = BlockingConnection(target.port, timeout=120)
+    """Send `count` requests one after another (slow under callgrind: a long timeout)."""
     request = target.request(endpoint)
-    try:
-        for _ in range(count):
-            status, body = connection.exchange(request)
-            if status != 200:
-                raise RuntimeError(f"{target.name} answered {status}: {body[:200]!r}")
-    finally:
-        connection.close()
+    send_sequentially(target.port, request, count, name=target.name, timeout=120)
 
 
 def _accepts(port: int) -> Callable[[], bool]:

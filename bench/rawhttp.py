@@ -2,13 +2,15 @@
 
 Requests are pre-rendered bytes; responses are parsed by httptools (C). Two flavours:
 `BlockingConnection` for sequential latency (one keep-alive socket, no event loop in
-the way) and `AsyncConnection` for open-loop traffic on uvloop.
+the way; `send_sequentially` runs a batch on one) and `AsyncConnection` for open-loop
+traffic on uvloop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import cast
@@ -104,6 +106,22 @@ class BlockingConnection:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def send_sequentially(port: int, request: bytes, count: int, *, name: str, timeout: float) -> float:
+    """Send `request` `count` times, one after another on one new keep-alive connection
+    to `port`; raises RuntimeError naming `name` at the first status other than 200.
+    Returns the wall time (s) from the first send to the connection's close."""
+    connection = BlockingConnection(port, timeout=timeout)
+    started = time.perf_counter()
+    try:
+        for _ in range(count):
+            status, body = connection.exchange(request)
+            if status != 200:
+                raise RuntimeError(f"{name} answered {status}: {body[:200]!r}")
+    finally:
+        connection.close()
+    return time.perf_counter() - started
 
 
 class AsyncConnection(asyncio.Protocol):

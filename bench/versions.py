@@ -38,7 +38,7 @@ from bench import stack, tools, wrk
 from bench.config import FULL
 from bench.fixtures import BenchKey
 from bench.processes import Service, free_port
-from bench.rawhttp import BlockingConnection
+from bench.rawhttp import send_sequentially
 from bench.requests import ENDPOINTS, Endpoint, Target
 
 WARMUP_REQUESTS = 300
@@ -180,17 +180,8 @@ def _gateway(variant: Variant, stub_url: str, workdir: Path) -> Iterator[tuple[T
 
 def _sequential(target: Target, endpoint: Endpoint, count: int) -> float:
     """Send `count` requests one after another; the client's wall time (s)."""
-    connection = BlockingConnection(target.port, timeout=60)
     request = target.request(endpoint)
-    started = time.perf_counter()
-    try:
-        for _ in range(count):
-            status, body = connection.exchange(request)
-            if status != 200:
-                raise RuntimeError(f"{target.name} answered {status}: {body[:200]!r}")
-    finally:
-        connection.close()
-    return time.perf_counter() - started
+    return send_sequentially(target.port, request, count, name=target.name, timeout=60)
 
 
 @dataclass(frozen=True, slots=True)
