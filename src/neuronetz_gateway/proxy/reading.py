@@ -42,7 +42,9 @@ class ModelRequest:
     def prompt_text_bytes(self) -> int:
         """UTF-8 bytes of the prompt text (docs/REFERENCE.md §4.6): messages, prompt,
         system, input, ... and tools; images and other binary parts do not count."""
-        total = sum(_text_bytes(self.fields.get(name)) for name in self.shape.text)
+        total = 0
+        for name in self.shape.text:
+            total += _text_bytes(self.fields.get(name))
         if self.shape.tools is not None and (tools := self.fields.get(self.shape.tools)):
             total += len(repr(tools).encode())
         return total
@@ -152,10 +154,15 @@ def _option_integer(fields: Fields, name: str, option: str) -> int | None:
 
 
 def _text_bytes(value: Any) -> int:
+    # Loops, not sum() over generators: this runs for every request, on every message.
     if isinstance(value, str):
         return len(value.encode("utf-8", "surrogatepass"))
+    total = 0
     if isinstance(value, list):
-        return sum(_text_bytes(item) for item in value)
-    if isinstance(value, dict):
-        return sum(_text_bytes(v) for k, v in value.items() if field_name(k) in _TEXT_KEYS)
-    return 0
+        for item in value:
+            total += _text_bytes(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if field_name(key) in _TEXT_KEYS:
+                total += _text_bytes(item)
+    return total
