@@ -25,6 +25,7 @@ from neuronetz_gateway.proxy.http_connection import (
     BrokenResponse,
     ConnectFailed,
     NoResponse,
+    PoolExhausted,
 )
 from tests.support.processes import free_port
 
@@ -364,7 +365,7 @@ async def test_waiting_for_a_connection_is_bounded_by_the_connect_timeout(
     try:
         base, _ = await upstream(keep_answering)
         held = await client.request("POST", base, "/api/chat", {}, b"{}")
-        with pytest.raises(ConnectFailed):
+        with pytest.raises(PoolExhausted):
             await client.request("POST", base, "/api/chat", {}, b"{}")
         held.close()
     finally:

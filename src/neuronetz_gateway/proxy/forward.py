@@ -36,7 +36,12 @@ from neuronetz_gateway.outcome import Outcome
 from neuronetz_gateway.policy.routes import Route
 from neuronetz_gateway.proxy.headers import upstream_headers
 from neuronetz_gateway.proxy.http_client import UpstreamClient, UpstreamResponse
-from neuronetz_gateway.proxy.http_connection import ConnectFailed, NoResponse, UpstreamError
+from neuronetz_gateway.proxy.http_connection import (
+    ConnectFailed,
+    NoResponse,
+    PoolExhausted,
+    UpstreamError,
+)
 from neuronetz_gateway.proxy.observer import StreamObserver
 from neuronetz_gateway.proxy.relay import relay_stream, relay_whole
 from neuronetz_gateway.proxy.sanitize import sanitize_message
@@ -242,6 +247,9 @@ class Forwarder:
         except ConnectFailed:
             self._pool.failed(upstream, CONNECT)
             raise NoAnswer(CONNECT) from None
+        except PoolExhausted:
+            # This process's own connection limit, not the server's fault: not ejected.
+            raise server_busy() from None
         except NoResponse:
             # Dropped before the status line (a server going down mid-request).
             self._pool.failed(upstream, STREAM)

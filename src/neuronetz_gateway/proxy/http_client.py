@@ -7,11 +7,12 @@ makes it several times cheaper per request than a general-purpose client
 (docs/PERFORMANCE.md). Its contract:
 
 - `request` writes the request in one write and returns once the status line and
-  headers are in. `ConnectFailed`: no connection within `connect_timeout` (waiting for
-  a free connection under `max_connections` counts too). `NoResponse`: nothing came
-  back. `TimeoutError`: silent for `read_timeout`. A pooled connection that the server
-  closed while it was idle is not a failure: the request goes out once more on a new
-  one (nothing was received, so nothing was processed twice).
+  headers are in. `ConnectFailed`: no connection within `connect_timeout`.
+  `PoolExhausted`: all `max_connections` stayed in use for `connect_timeout` (the wait
+  and the connect share that time). `NoResponse`: nothing came back. `TimeoutError`:
+  silent for `read_timeout`. A pooled connection that the server closed while it was
+  idle is not a failure: the request goes out once more on a new one (nothing was
+  received, so nothing was processed twice).
 - The body is read with `UpstreamResponse.chunk` (what each read brought), `read` or
   `read_prefix`. After the status line, failures are `BrokenResponse` or `TimeoutError`.
 - `release` returns a fully read connection to the pool; `close` closes it, which stops
@@ -32,7 +33,12 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit
 
-from neuronetz_gateway.proxy.http_connection import ConnectFailed, Connection, NoResponse
+from neuronetz_gateway.proxy.http_connection import (
+    ConnectFailed,
+    Connection,
+    NoResponse,
+    PoolExhausted,
+)
 
 # Idle keep-alive connections older than this are closed instead of reused (the server
 # may be about to close them itself).
@@ -239,15 +245,20 @@ class UpstreamClient:
         (when `reuse`), else a new one once the limit allows, within the connect timeout."""
         if reuse and (idle := self._take_idle(origin)) is not None:
             return idle, True
+        waited = False
         try:
             async with asyncio.timeout(self._connect_timeout):
                 while not self._may_open():
+                    waited = True
                     await self._wait_turn()
+                    waited = False
                     if reuse and (idle := self._take_idle(origin)) is not None:
                         return idle, True
                 return await self._connect(origin), False
         except (OSError, TimeoutError, ssl.SSLError):
             self._wake_one()  # the turn this request had goes to the next in line
+            if waited:
+                raise PoolExhausted() from None
             raise ConnectFailed() from None
 
     def _may_open(self) -> bool:

@@ -35,6 +35,11 @@ class ConnectFailed(UpstreamError):
     """No connection: refused, unreachable, or not made within the connect timeout."""
 
 
+class PoolExhausted(UpstreamError):
+    """Every connection this process may open is in use, and none came free within the
+    connect timeout: the gateway is at its own limit, not the server."""
+
+
 class NoResponse(UpstreamError):
     """The connection closed, or sent something that is not HTTP, before a status line."""
 
