@@ -32,6 +32,7 @@ from neuronetz_gateway.observability import multiprocess
 from neuronetz_gateway.observability.logging import configure_logging
 from neuronetz_gateway.observability.tracing_env import tracing_enabled
 from neuronetz_gateway.pipeline import Pipeline
+from neuronetz_gateway.process_memory import return_large_allocations
 from neuronetz_gateway.resources import open_resources
 from neuronetz_gateway.runtime import GatewayRuntime
 from neuronetz_gateway.server.limits import TransportLimits
@@ -120,6 +121,7 @@ def create_app(settings: Settings) -> GatewayApp:
         """Open everything one process serves with, each close pushed on `stack` as soon
         as its thing is open: a failure half-way closes exactly what was opened, in
         reverse order, and so does shutdown."""
+        return_large_allocations()  # before the first Argon2 hash (the decoy)
         multiprocess.reap_dead_workers(settings)
         stack.callback(multiprocess.retire_this_worker, settings)
         resources = await open_resources(settings)
