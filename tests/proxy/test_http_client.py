@@ -468,3 +468,32 @@ def test_what_a_server_parses_is_what_was_asked(
         expected.append((b"content-length", str(len(body)).encode()))
     assert parsed.headers == expected
     assert parsed.body == (body or b"")
+
+
+async def test_a_connection_released_unread_while_paused_reads_the_next_answer(
+    upstream: Callable[[Handler], Awaitable[tuple[str, Script]]],
+) -> None:
+    # A small read buffer: the whole first answer arrives in the read that pauses
+    # the reading, so the connection is complete, paused, and reusable at once.
+    client = UpstreamClient(
+        connect_timeout=2.0, read_timeout=2.0, max_connections=2, read_buffer_bytes=1024
+    )
+
+    async def big_then_small(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, script: Script
+    ) -> None:
+        while True:
+            await read_request(reader, script)
+            writer.write(ok(b"x" * 4096 if len(script.requests) == 1 else b"small"))
+            await writer.drain()
+
+    try:
+        base, script = await upstream(big_then_small)
+        first = await client.request("POST", base, "/api/chat", {}, b"{}")
+        first.release()  # its body never read
+        second = await client.request("POST", base, "/api/chat", {}, b"{}")
+        assert await second.read() == b"small"
+        second.release()
+        assert script.connections == 1
+    finally:
+        await client.aclose()

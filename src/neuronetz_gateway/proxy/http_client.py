@@ -34,6 +34,7 @@ from typing import Self
 from urllib.parse import urlsplit
 
 from neuronetz_gateway.proxy.http_connection import (
+    HIGH_WATER,
     ConnectFailed,
     Connection,
     NoResponse,
@@ -147,7 +148,8 @@ class UpstreamResponse:
 
 
 class UpstreamClient:
-    """Pooled connections to any number of upstreams, at most `max_connections` open."""
+    """Pooled connections to any number of upstreams, at most `max_connections` open;
+    reading an answer pauses while `read_buffer_bytes` of it wait for the consumer."""
 
     def __init__(
         self,
@@ -156,7 +158,9 @@ class UpstreamClient:
         read_timeout: float,
         max_connections: int,
         ssl_context: ssl.SSLContext | None = None,
+        read_buffer_bytes: int = HIGH_WATER,
     ) -> None:
+        self._read_buffer_bytes = read_buffer_bytes
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_connections = max_connections
@@ -280,7 +284,9 @@ class UpstreamClient:
         self._connecting += 1
         try:
             _, connection = await loop.create_connection(
-                lambda: Connection(loop, self._read_timeout, self._lost, origin),
+                lambda: Connection(
+                    loop, self._read_timeout, self._lost, origin, self._read_buffer_bytes
+                ),
                 origin.host,
                 origin.port,
                 ssl=self._tls() if origin.tls else None,

@@ -4,7 +4,7 @@ The protocol side of `proxy.http_client` (docs/UPSTREAMS.md, "The forwarding cli
 httptools parses the response; its body arrives as the bytes each socket read carried,
 for the relay to send on at once. Three rules hold for every response:
 
-- **Bounded memory.** Reading pauses while more than `HIGH_WATER` bytes wait for the
+- **Bounded memory.** Reading pauses while more than `high_water` bytes wait for the
   consumer (a slow client holds back its own stream, not the gateway's memory).
 - **Read timeout.** A response that goes silent for `read_timeout` seconds fails with
   `TimeoutError`; time spent paused for a slow consumer does not count.
@@ -60,8 +60,10 @@ class Connection(asyncio.Protocol):
         read_timeout: float,
         on_lost: Callable[[Connection], None],
         pool_key: Hashable,
+        high_water: int = HIGH_WATER,
     ) -> None:
         self.pool_key = pool_key
+        self._high_water = high_water
         self._loop = loop
         self._read_timeout = read_timeout
         self._on_lost = on_lost
@@ -146,7 +148,7 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._chunks.append(body)
         self._buffered += len(body)
-        if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
+        if self._buffered > self._high_water and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
 
@@ -161,6 +163,9 @@ class Connection(asyncio.Protocol):
         """Write one request; its response is read next (`wait_head`, `chunk`)."""
         if self.transport is None or self.closed:
             raise NoResponse()
+        if self._paused:  # the last response was left unread while reading was paused
+            self._paused = False
+            self.transport.resume_reading()
         self.status = 0
         self.headers = {}
         self._chunks.clear()
