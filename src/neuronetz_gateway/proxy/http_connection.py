@@ -54,6 +54,17 @@ class Connection(asyncio.Protocol):
     `on_lost` is called once when the connection is gone, however it went; `pool_key`
     is the owner's name for where the connection goes (its idle pool)."""
 
+    # What is known of the response being read (`_new_response` forgets it).
+    status: int
+    headers: dict[str, str]
+    _buffered: int
+    _headers_done: bool
+    _complete: bool
+    _keep_alive: bool
+    _length_known: bool
+    _received: bool
+    _error: BaseException | None
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -73,21 +84,13 @@ class Connection(asyncio.Protocol):
         self._reported_lost = False
         # Loop time this connection went back to the pool (idle keep-alive).
         self.idle_since = 0.0
-        self.status = 0
-        self.headers: dict[str, str] = {}
         self._chunks: deque[bytes] = deque()
-        self._buffered = 0
         self._paused = False
         self._active = False
-        self._headers_done = False
-        self._complete = False
-        self._keep_alive = False
-        self._length_known = False
-        self._received = False
-        self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._last_read = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        self._new_response()
 
     # -- asyncio.Protocol -------------------------------------------------------------
 
@@ -166,16 +169,8 @@ class Connection(asyncio.Protocol):
         if self._paused:  # the last response was left unread while reading was paused
             self._paused = False
             self.transport.resume_reading()
-        self.status = 0
-        self.headers = {}
-        self._chunks.clear()
-        self._buffered = 0
+        self._new_response()
         self._active = True
-        self._headers_done = False
-        self._complete = False
-        self._keep_alive = False
-        self._received = False
-        self._error = None
         self._last_read = self._loop.time()
         if self._timer is None:
             self._timer = self._loop.call_at(
@@ -232,6 +227,19 @@ class Connection(asyncio.Protocol):
         self._shut()
 
     # -- internals ----------------------------------------------------------------------
+
+    def _new_response(self) -> None:
+        """Forget the last response: what is known of the next one is nothing yet."""
+        self.status = 0
+        self.headers = {}
+        self._chunks.clear()
+        self._buffered = 0
+        self._headers_done = False
+        self._complete = False
+        self._keep_alive = False
+        self._length_known = False
+        self._received = False
+        self._error = None
 
     async def _wait(self) -> None:
         waiter = self._loop.create_future()
