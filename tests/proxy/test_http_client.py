@@ -25,6 +25,8 @@ from neuronetz_gateway.proxy.http_connection import (
 from tests.support.processes import free_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Script"], Awaitable[None]]
+# Starts a scripted upstream with a handler: its base URL and what it saw.
+StartUpstream = Callable[[Handler], Awaitable[tuple[str, "Script"]]]
 
 
 @dataclass
@@ -51,7 +53,7 @@ async def read_request(reader: asyncio.StreamReader, script: Script) -> bytes:
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[Callable[[Handler], Awaitable[tuple[str, Script]]]]:
+async def upstream() -> AsyncIterator[StartUpstream]:
     servers: list[asyncio.Server] = []
     scripts: list[Script] = []
 
@@ -104,7 +106,7 @@ async def keep_answering(
 
 
 async def test_a_whole_answer_is_read_and_the_connection_reused(
-    upstream: Callable[[Handler], Awaitable[tuple[str, Script]]], client: UpstreamClient
+    upstream: StartUpstream, client: UpstreamClient
 ) -> None:
     base, script = await upstream(keep_answering)
     for _ in range(3):
@@ -121,7 +123,7 @@ async def test_a_whole_answer_is_read_and_the_connection_reused(
 
 
 async def test_the_base_path_and_host_are_those_of_the_base_url(
-    upstream: Callable[[Handler], Awaitable[tuple[str, Script]]], client: UpstreamClient
+    upstream: StartUpstream, client: UpstreamClient
 ) -> None:
     base, script = await upstream(keep_answering)
     response = await client.request("GET", base + "/ollama", "/api/tags", {})
@@ -134,7 +136,7 @@ async def test_the_base_path_and_host_are_those_of_the_base_url(
 
 
 async def test_a_stream_arrives_chunk_by_chunk_as_sent(
-    upstream: Callable[[Handler], Awaitable[tuple[str, Script]]], client: UpstreamClient
+    upstream: StartUpstream, client: UpstreamClient
 ) -> None:
     async def stream(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, script: Script
@@ -159,7 +161,7 @@ async def test_a_stream_arrives_chunk_by_chunk_as_sent(
 
 
 async def test_a_body_without_length_ends_with_the_connection(
-    upstream: Callable[[Handler], Awaitable[tuple[str, Script]]], client: UpstreamClient
+    upstream: StartUpstream, client: UpstreamClient
 ) -> None:
     async def until_close(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, script: Script
@@ -183,7 +185,7 @@ async def test_a_body_without_length_ends_with_the_connection(
     ],
 )
 async def test_nothing_usable_before_the_status_line_is_no_response(
-    upstream: Callable[[Handler], Awaitable[tuple[str, Script]]],
+    upstream: StartUpstream,
     client: UpstreamClient,
     answer: bytes,
     error: type[Exception],
@@ -210,7 +212,7 @@ async def test_nothing_usable_before_the_status_line_is_no_response(
     ],
 )
 async def test_an_answer_broken_after_its_status_line_is_broken_response(
-    upstream: Callable[[Handler], Awaitable[tuple[str, Script]]],
+    upstream: StartUpstream,
     client: UpstreamClient,
     answer: bytes,
 ) -> None:
@@ -230,7 +232,7 @@ async def test_an_answer_broken_after_its_status_line_is_broken_response(
 
 
 async def test_a_connection_the_server_closed_while_idle_is_replaced(
-    upstream: Callable[[Handler], Awaitable[tuple[str, Script]]], client: UpstreamClient
+    upstream: StartUpstream, client: UpstreamClient
 ) -> None:
     async def once_per_connection(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, script: Script
@@ -253,7 +255,7 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced(
 
 
 async def test_silence_past_the_read_timeout_is_a_timeout(
-    upstream: Callable[[Handler], Awaitable[tuple[str, Script]]],
+    upstream: StartUpstream,
 ) -> None:
     async def silent_after_head(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, script: Script
@@ -284,7 +286,7 @@ async def test_a_refused_connection_is_connect_failed(client: UpstreamClient) ->
 
 
 async def test_closing_a_response_closes_its_connection_upstream(
-    upstream: Callable[[Handler], Awaitable[tuple[str, Script]]], client: UpstreamClient
+    upstream: StartUpstream, client: UpstreamClient
 ) -> None:
     async def endless(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, script: Script
@@ -304,7 +306,7 @@ async def test_closing_a_response_closes_its_connection_upstream(
 
 
 async def test_a_consumer_that_does_not_read_stops_the_reading(
-    upstream: Callable[[Handler], Awaitable[tuple[str, Script]]], client: UpstreamClient
+    upstream: StartUpstream, client: UpstreamClient
 ) -> None:
     size = 16 * 1024 * 1024
     payload = bytes(range(256)) * (size // 256)
@@ -334,7 +336,7 @@ async def test_a_consumer_that_does_not_read_stops_the_reading(
 
 
 async def test_the_connection_limit_makes_requests_wait_their_turn(
-    upstream: Callable[[Handler], Awaitable[tuple[str, Script]]],
+    upstream: StartUpstream,
 ) -> None:
     client = UpstreamClient(connect_timeout=2.0, read_timeout=2.0, max_connections=1)
     try:
@@ -354,7 +356,7 @@ async def test_the_connection_limit_makes_requests_wait_their_turn(
 
 
 async def test_waiting_for_a_connection_is_bounded_by_the_connect_timeout(
-    upstream: Callable[[Handler], Awaitable[tuple[str, Script]]],
+    upstream: StartUpstream,
 ) -> None:
     client = UpstreamClient(connect_timeout=0.2, read_timeout=2.0, max_connections=1)
     try:
@@ -378,7 +380,7 @@ def test_a_closed_client_refuses_requests() -> None:
 
 
 async def test_a_connection_released_unread_while_paused_reads_the_next_answer(
-    upstream: Callable[[Handler], Awaitable[tuple[str, Script]]],
+    upstream: StartUpstream,
 ) -> None:
     # A small read buffer: the whole first answer arrives in the read that pauses
     # the reading, so the connection is complete, paused, and reusable at once.
