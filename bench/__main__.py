@@ -25,6 +25,14 @@ def main(argv: list[str] | None = None) -> int:
         help="add a gateway with OpenTelemetry tracing on (target gateway-traced) to the "
         "sequential and throughput scenarios",
     )
+    parser.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for every gateway of the run, over the production defaults "
+        "(repeatable; recorded in the results)",
+    )
     args = parser.parse_args(argv)
     config = QUICK if args.quick else FULL
     if args.out is not None:
@@ -33,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         config = replace(config, granian=False)
     if args.tracing:
         config = replace(config, tracing=True)
+    if args.gateway_env:
+        config = replace(config, gateway_env=_settings(parser, args.gateway_env))
     if args.only:
         chosen = frozenset(name.strip() for name in args.only.split(",") if name.strip())
         unknown = chosen - set(SCENARIOS)
@@ -46,6 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     print(tables.render(results))
     print(f"\nresults: {path}")
     return 0
+
+
+def _settings(parser: argparse.ArgumentParser, pairs: list[str]) -> tuple[tuple[str, str], ...]:
+    settings = []
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            parser.error(f"--gateway-env wants NAME=VALUE, not {pair!r}")
+        settings.append((name, value))
+    return tuple(settings)
 
 
 if __name__ == "__main__":

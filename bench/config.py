@@ -64,6 +64,9 @@ class BenchConfig:
     # sampled, exported to a local sink) joins the sequential and throughput scenarios as
     # target `gateway-traced`, measured in the same interleaved rounds as `gateway`.
     tracing: bool = False
+    # `--gateway-env NAME=VALUE`: settings every gateway of the run gets on top of the
+    # production defaults (to measure an operator's choice); the results record them.
+    gateway_env: tuple[tuple[str, str], ...] = ()
 
     def runs(self, scenario: str) -> bool:
         return scenario in self.scenarios

@@ -10,7 +10,6 @@ high-water mark, not a leak); the granian servers come last.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,17 +22,16 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from bench import fixtures, logs, machine, profiling, stack, tools, wrk
+from bench import fixtures, logs, machine, profiling, stack, stream_runs, tools, wrk
 from bench.config import BenchConfig
-from bench.processes import Service, cpu_seconds, rss_kib
-from bench.requests import NATIVE_CHAT, STREAMED_SURFACES, Target
+from bench.processes import Service, rss_kib
+from bench.requests import NATIVE_CHAT, Target
 from bench.scenarios import (
     flood,
     memory,
     queue,
     sequential,
     smuggling,
-    streams,
     throughput,
     transport,
     workers,
@@ -91,11 +89,16 @@ class Run:
         slots: str | None = None,
     ) -> Service:
         assert self.key is not None
-        env = stack.gateway_environment(self.database_url, self.config.redis_url, upstream)
+        env = self.environment(upstream)
         env["GATEWAY_WORKERS"] = workers
         if slots is not None:
             env["OLLAMA_SLOTS"] = slots
         return self.service(stack.start_gateway(self.workdir, env, self.key, server, name))
+
+    def environment(self, upstream: str) -> dict[str, str]:
+        """A gateway's environment: the production defaults, then `--gateway-env`."""
+        env = stack.gateway_environment(self.database_url, self.config.redis_url, upstream)
+        return env | dict(self.config.gateway_env)
 
     def gateway_target(self, service: Service, name: str = "gateway") -> Target:
         assert self.key is not None
@@ -152,7 +155,9 @@ class Run:
                 "profile", lambda: self._profile(gateway_service, gateway)
             )
         if config.runs("streams"):
-            self.results["streams"] = timed("streams", lambda: self._streams(stub, bare_service))
+            self.results["streams"] = timed(
+                "streams", lambda: stream_runs.run(self, stub, bare_service)
+            )
         assert self.key is not None
         prefix = self.key.prefix
         if config.runs("flood"):
@@ -242,8 +247,7 @@ class Run:
         """`--tracing`: the same gateway with tracing on, exporting to a local sink."""
         assert self.key is not None
         self.sink = self.service(stack.start_otlp_sink(self.workdir))
-        env = stack.gateway_environment(self.database_url, self.config.redis_url, stub.base_url)
-        env |= stack.tracing_environment(self.sink)
+        env = self.environment(stub.base_url) | stack.tracing_environment(self.sink)
         name = "gateway-traced"
         service = self.service(stack.start_gateway(self.workdir, env, self.key, name=name))
         return self.gateway_target(service, name)
@@ -299,104 +303,6 @@ class Run:
         output.write_text(profiling.merge_lines(collapsed))
         analysis = profiling.analyse(collapsed)
         return analysis | {"rps_while_sampled": round(load.rps, 1), "collapsed": output.name}
-
-    def _streams(self, stub: Service, bare: Service) -> dict[str, Any]:
-        """Scenario 3 against a fresh gateway process, so that its RSS before the streams
-        is not the high-water mark of the throughput runs (Python keeps freed arenas)."""
-        gateway = self.gateway(stub.base_url, name="gateway-streams")
-        try:
-            return self._stream_runs(stub, bare, gateway)
-        finally:
-            gateway.stop()
-
-    def _stream_runs(self, stub: Service, bare: Service, gateway: Service) -> dict[str, Any]:
-        config = self.config
-        targets = {
-            "direct": Target("direct", stub.port, pid=stub.pid),
-            "bare": Target("bare", bare.port, pid=bare.pid),
-            "gateway": self.gateway_target(gateway),
-        }
-        out: dict[str, Any] = {}
-        rss_before = 0
-        for name, target in targets.items():
-            # Warm-up: the first streams of a key pay for cold budget counters and new
-            # upstream connections, which is not what this scenario measures.
-            if config.stream_warmup:
-                streams.run(
-                    target.port,
-                    target.request(NATIVE_CHAT, stream=True),
-                    streams=config.stream_warmup,
-                    processes=1,
-                    ramp_seconds=0.0,
-                    timeout_seconds=30 + config.stream_chunks * config.stream_interval_ms / 1000,
-                )
-            sampler = None
-            if name == "gateway":
-                rss_before = memory.settled_rss(gateway.pid, config.settle_seconds)
-                sampler = self._sample_streams(gateway)
-            cpu_before = cpu_seconds(target.pid) if target.pid else 0.0
-            out[name] = streams.run(
-                target.port,
-                target.request(NATIVE_CHAT, stream=True),
-                streams=config.streams,
-                processes=config.stream_processes,
-                ramp_seconds=config.stream_ramp_seconds,
-                timeout_seconds=30 + config.stream_chunks * config.stream_interval_ms / 1000,
-                sample_rss_of=gateway.pid if name == "gateway" else None,
-            )
-            if target.pid and out[name]["chunks"]:
-                used = cpu_seconds(target.pid) - cpu_before
-                # Start-ups included: the CPU the serving process spent per chunk relayed.
-                out[name]["server_cpu_us_per_chunk"] = round(1e6 * used / out[name]["chunks"], 1)
-            if sampler is not None:
-                out["profile"] = self._stream_profile(sampler)
-        peak = out["gateway"]["peak_rss_kib"]
-        out["rss_before_kib"] = rss_before
-        out["per_stream_kib"] = (peak - rss_before) / config.streams
-        out["surfaces"] = self._surface_streams(gateway)
-        return out
-
-    def _surface_streams(self, gateway: Service) -> dict[str, Any]:
-        """The same streams through the gateway over each SSE surface: what relaying one
-        chunk costs the gateway on /v1/chat/completions and on /v1/messages."""
-        config, target = self.config, self.gateway_target(gateway)
-        out: dict[str, Any] = {}
-        for endpoint in STREAMED_SURFACES:
-            cpu_before = cpu_seconds(gateway.pid)
-            result = streams.run(
-                target.port,
-                target.request(endpoint, stream=True),
-                streams=config.streams,
-                processes=config.stream_processes,
-                ramp_seconds=config.stream_ramp_seconds,
-                timeout_seconds=30 + config.stream_chunks * config.stream_interval_ms / 1000,
-            )
-            if result["chunks"]:
-                used = cpu_seconds(gateway.pid) - cpu_before
-                result["server_cpu_us_per_chunk"] = round(1e6 * used / result["chunks"], 1)
-            out[endpoint.name] = result
-        return out
-
-    def _sample_streams(self, gateway: Service) -> subprocess.Popen[bytes] | None:
-        """py-spy on the gateway for the ramp and the streams' first seconds: where the
-        time of stream starts and chunk relays goes (scenario 3's gaps)."""
-        if self.config.quick:
-            return None
-        seconds = self.config.stream_ramp_seconds + 2.0
-        return profiling.record(gateway.pid, seconds, self._stream_profile_path())
-
-    def _stream_profile_path(self) -> Path:
-        self.config.out_dir.mkdir(parents=True, exist_ok=True)
-        return self.config.out_dir / "profile-streams-raw.txt"
-
-    def _stream_profile(self, sampler: subprocess.Popen[bytes]) -> dict[str, Any]:
-        sampler.wait(timeout=60)
-        output = self._stream_profile_path()
-        if not output.exists():
-            return {"samples": 0}
-        collapsed = output.read_text()
-        output.write_text(profiling.merge_lines(collapsed))
-        return profiling.analyse(collapsed) | {"collapsed": output.name}
 
     def _memory(self, stub: Service) -> dict[str, Any]:
         service = self.gateway(stub.base_url, name="gateway-memory")

@@ -126,8 +126,9 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(default=19456, ge=8)
     argon2_parallelism: int = Field(default=1, ge=1)
     # The process-wide budget of failed key verifications (auth/throttle.py): each costs
-    # a Postgres lookup and an Argon2 verification. ~20 % of one core by default.
-    auth_failures_per_second: float = Field(default=10.0, gt=0)
+    # a Postgres lookup and an Argon2 verification: ~5 % of one core by default
+    # (docs/SECURITY.md, "Wrong keys and the failure budget").
+    auth_failures_per_second: float = Field(default=2.0, gt=0)
     auth_failure_burst: int = Field(default=32, ge=1)
 
     budget_default_max_output_tokens: int = Field(default=4096, ge=1)

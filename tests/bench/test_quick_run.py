@@ -97,6 +97,44 @@ def test_tracing_flag_measures_a_traced_gateway_beside_the_plain_one(tmp_path: P
     assert results["tracing"]["sink"]["bytes"] > 0
 
 
+@pytest.mark.timeout(120)
+def test_gateway_env_reaches_the_gateway_and_the_results(tmp_path: Path) -> None:
+    """`--gateway-env`: measuring an operator's setting. A failure budget of one
+    verification lets exactly one of the flood's wrong keys reach Argon2 (401); the
+    others are refused unverified (503)."""
+    settings = ["AUTH_FAILURE_BURST=1", "AUTH_FAILURES_PER_SECOND=0.0001"]
+    arguments = ["--quick", "--only", "flood", "--out", str(tmp_path)]
+    for setting in settings:
+        arguments += ["--gateway-env", setting]
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", *arguments],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+    statuses = results["auth_flood"]["flood"]["statuses"]
+    assert statuses["401"] == 1
+    assert statuses["503"] > 50
+    assert results["meta"]["config"]["gateway_env"] == [s.split("=") for s in settings]
+
+
+def test_a_gateway_env_without_a_value_is_refused() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--gateway-env", "AUTH_FAILURE_BURST"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "--gateway-env wants NAME=VALUE" in completed.stderr
+
+
 async def _database_names() -> set[str]:
     connection = await asyncpg.connect(migrate.asyncpg_dsn(ADMIN_DATABASE_URL))
     try:

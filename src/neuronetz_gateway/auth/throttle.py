@@ -25,7 +25,7 @@ from dataclasses import dataclass
 PREFIX_BURST = 5.0
 PREFIX_PER_SECOND = 0.5
 GLOBAL_BURST = 32.0
-GLOBAL_PER_SECOND = 10.0  # ~20 % of one core at the default Argon2 parameters
+GLOBAL_PER_SECOND = 2.0  # ~5 % of one core at the default Argon2 parameters
 MAX_TRACKED_PREFIXES = 10_000
 
 
