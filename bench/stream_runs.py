@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from bench import profiling
 from bench.config import BenchConfig
 from bench.processes import Service, cpu_seconds
-from bench.requests import NATIVE_CHAT, STREAMED_SURFACES, Target
+from bench.requests import NATIVE_CHAT, STREAMED_SURFACES, Endpoint, Target
 from bench.scenarios import memory, streams
 
 if TYPE_CHECKING:
@@ -57,15 +57,8 @@ def _stream_runs(bench: Run, stub: Service, bare: Service, gateway: Service) -> 
             rss_before = memory.settled_rss(gateway.pid, config.settle_seconds)
             sampler = _sample_streams(config, gateway)
         cpu_before = cpu_seconds(target.pid) if target.pid else 0.0
-        out[name] = streams.run(
-            target.port,
-            target.request(NATIVE_CHAT, stream=True),
-            streams=config.streams,
-            processes=config.stream_processes,
-            ramp_seconds=config.stream_ramp_seconds,
-            timeout_seconds=_timeout(config),
-            sample_rss_of=gateway.pid if name == "gateway" else None,
-        )
+        sample_rss_of = gateway.pid if name == "gateway" else None
+        out[name] = _measured_streams(config, target, NATIVE_CHAT, sample_rss_of)
         if target.pid and out[name]["chunks"]:
             used = cpu_seconds(target.pid) - cpu_before
             # Start-ups included: the CPU the serving process spent per chunk relayed.
@@ -79,20 +72,28 @@ def _stream_runs(bench: Run, stub: Service, bare: Service, gateway: Service) -> 
     return out
 
 
+def _measured_streams(
+    config: BenchConfig, target: Target, endpoint: Endpoint, sample_rss_of: int | None = None
+) -> dict[str, Any]:
+    """The scenario's streams (count, processes, ramp) to `target` on `endpoint`."""
+    return streams.run(
+        target.port,
+        target.request(endpoint, stream=True),
+        streams=config.streams,
+        processes=config.stream_processes,
+        ramp_seconds=config.stream_ramp_seconds,
+        timeout_seconds=_timeout(config),
+        sample_rss_of=sample_rss_of,
+    )
+
+
 def _surface_streams(config: BenchConfig, target: Target, gateway: Service) -> dict[str, Any]:
     """The same streams through the gateway over each SSE surface: what relaying one
     chunk costs the gateway on /v1/chat/completions and on /v1/messages."""
     out: dict[str, Any] = {}
     for endpoint in STREAMED_SURFACES:
         cpu_before = cpu_seconds(gateway.pid)
-        result = streams.run(
-            target.port,
-            target.request(endpoint, stream=True),
-            streams=config.streams,
-            processes=config.stream_processes,
-            ramp_seconds=config.stream_ramp_seconds,
-            timeout_seconds=_timeout(config),
-        )
+        result = _measured_streams(config, target, endpoint)
         if result["chunks"]:
             used = cpu_seconds(gateway.pid) - cpu_before
             result["server_cpu_us_per_chunk"] = round(1e6 * used / result["chunks"], 1)

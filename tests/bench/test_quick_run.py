@@ -17,16 +17,21 @@ from tests.support.databases import ADMIN_DATABASE_URL
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.timeout(180)
-def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+def run_bench(*arguments: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m bench ARGUMENTS` from the project's root, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *arguments],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=timeout,
         check=False,
     )
+
+
+@pytest.mark.timeout(180)
+def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
+    completed = run_bench("--quick", "--out", str(tmp_path), timeout=170)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "== targets ==" in completed.stdout
     results = json.loads((tmp_path / "latest.json").read_text())
@@ -76,14 +81,7 @@ def test_quick_run_measures_every_scenario(tmp_path: Path) -> None:
 def test_tracing_flag_measures_a_traced_gateway_beside_the_plain_one(tmp_path: Path) -> None:
     """`--tracing`: the coordinator's measure of what tracing costs per request."""
     arguments = ["--quick", "--only", "sequential", "--tracing", "--out", str(tmp_path)]
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench", *arguments],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
+    completed = run_bench(*arguments, timeout=110)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "== tracing: gateway-traced minus gateway ==" in completed.stdout
     results = json.loads((tmp_path / "latest.json").read_text())
@@ -106,14 +104,7 @@ def test_gateway_env_reaches_the_gateway_and_the_results(tmp_path: Path) -> None
     arguments = ["--quick", "--only", "flood", "--out", str(tmp_path)]
     for setting in settings:
         arguments += ["--gateway-env", setting]
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench", *arguments],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
+    completed = run_bench(*arguments, timeout=110)
     assert completed.returncode == 0, completed.stderr[-3000:]
     results = json.loads((tmp_path / "latest.json").read_text())
     statuses = results["auth_flood"]["flood"]["statuses"]
@@ -123,14 +114,7 @@ def test_gateway_env_reaches_the_gateway_and_the_results(tmp_path: Path) -> None
 
 
 def test_a_gateway_env_without_a_value_is_refused() -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--gateway-env", "AUTH_FAILURE_BURST"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = run_bench("--gateway-env", "AUTH_FAILURE_BURST", timeout=60)
     assert completed.returncode == 2
     assert "--gateway-env wants NAME=VALUE" in completed.stderr
 
