@@ -4,8 +4,12 @@ Both streams of requests are open-loop (sent on a fixed schedule, latency measur
 from the scheduled time, so a stalled gateway cannot hide behind a waiting client).
 The flood runs in its own process at `rate` requests per second; its keys are well
 formed (valid checksum) with random secrets, half of them under the real key's prefix
-(which reaches Postgres and Argon2) and half under random prefixes (which the prefix
-index answers).
+and half under random prefixes (both reach Postgres and Argon2, the second against a
+decoy hash, as far as the failure budget lets them). The flood comes from one client
+address, so it spends that client's share of the budget; with
+`--gateway-env TRUSTED_PROXY_IPS=127.0.0.1` every request names its own address in
+`X-Forwarded-For` and the flood spends the whole process budget, like a flood from many
+addresses.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 
 import uvloop
 
-from bench.rawhttp import ConnectionPool
+from bench.rawhttp import ConnectionPool, render_request
 from bench.requests import NATIVE_CHAT, Target
 from bench.stats import summary
 from neuronetz_gateway.auth.keys import BASE62, KEY_SCHEME, PREFIX_ALPHABET, SECRET_CHARS, checksum
@@ -85,11 +89,22 @@ async def open_loop(port: int, requests: list[bytes], rate: float, seconds: floa
 
 
 def _flood_requests(target: Target, prefix: str, count: int) -> list[bytes]:
-    body_target = [
-        Target("flood", target.port, f"Bearer {wrong_key(prefix if i % 2 == 0 else None)}")
+    """`count` requests with fresh wrong keys, each naming a random client address in
+    `X-Forwarded-For` (RFC 2544's benchmarking range): a gateway that trusts 127.0.0.1
+    as a proxy sees a flood from many clients, any other sees one client."""
+    return [
+        render_request(
+            "POST",
+            NATIVE_CHAT.path,
+            target.port,
+            body=NATIVE_CHAT.body(stream=False),
+            headers={
+                "Authorization": f"Bearer {wrong_key(prefix if i % 2 == 0 else None)}",
+                "X-Forwarded-For": f"198.18.{secrets.randbelow(256)}.{secrets.randbelow(256)}",
+            },
+        )
         for i in range(count)
     ]
-    return [t.request(NATIVE_CHAT) for t in body_target]
 
 
 def run_flood(target: Target, prefix: str, rate: float, seconds: float) -> dict[str, Any]:

@@ -118,7 +118,7 @@ class Pipeline:
         trace = exchange.trace
         if trace is not None:
             trace.begin("auth")  # a refusal leaves it open: ended as the request ended
-        principal = await self.runtime.authenticator.authenticate(key)
+        principal = await self.runtime.authenticator.authenticate(key, exchange.client_ip)
         exchange.principal = principal
         if trace is not None:
             trace.end("auth")

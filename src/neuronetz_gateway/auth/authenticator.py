@@ -74,9 +74,10 @@ class Authenticator:
         self.hits = 0
         self.misses = 0
 
-    async def authenticate(self, key: str) -> Principal:
+    async def authenticate(self, key: str, client: str | None = None) -> Principal:
         """The principal for a presented key (`credentials.presented_key`), or a
-        `GatewayError` (401, 403 or 503)."""
+        `GatewayError` (401, 403 or 503); `client` is the caller's address, whose share
+        of the failure budget a verification is paid from."""
         prefix = key[:DISPLAY_PREFIX_LENGTH]
         mac = self._mac.copy()  # keyed once: copying beats re-keying on every request
         mac.update(key.encode())
@@ -90,18 +91,20 @@ class Authenticator:
         self.misses += 1
         if not is_well_formed(key) or digest in self.rejected:
             raise unauthorized()
-        entry = await self._flights.run(digest, lambda: self._verify(key, prefix, digest))
+        entry = await self._flights.run(digest, lambda: self._verify(key, prefix, digest, client))
         if entry is None:
             raise unauthorized()
         return _principal_of(entry)
 
-    async def _verify(self, key: str, prefix: str, digest: bytes) -> VerifiedKey | None:
+    async def _verify(
+        self, key: str, prefix: str, digest: bytes, client: str | None
+    ) -> VerifiedKey | None:
         """Verify `key` against Postgres and Argon2, paid from the failure budget.
 
         The budget's token is taken before any work (so concurrent attempts cannot
         overrun it) and given back when the key is right or the check could not run.
         """
-        charged = self._charge(prefix, digest)
+        charged = self._charge(prefix, digest, client)
         try:
             entry = await self._check(key, prefix, digest)
         except BaseException:
@@ -110,16 +113,18 @@ class Authenticator:
             raise
         if entry is None:
             self.rejected.add(digest)
+            if charged:
+                self._failures.failed(client)
         elif charged:
             self._failures.refund(prefix)
         return entry
 
-    def _charge(self, prefix: str, digest: bytes) -> bool:
+    def _charge(self, prefix: str, digest: bytes, client: str | None) -> bool:
         """Take a token of the failure budget, or refuse with 503; False when none is
         needed (this process verified this very key before: it skips Argon2)."""
         if self.verified.proven(prefix, digest):
             return False
-        wait = self._failures.acquire(prefix)
+        wait = self._failures.acquire(prefix, client)
         if wait > 0:
             raise unavailable(
                 "too many failed authentication attempts; retry shortly",
