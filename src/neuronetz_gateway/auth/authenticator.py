@@ -101,8 +101,9 @@ class Authenticator:
     ) -> VerifiedKey | None:
         """Verify `key` against Postgres and Argon2, paid from the failure budget.
 
-        The budget's token is taken before any work (so concurrent attempts cannot
-        overrun it) and given back when the key is right or the check could not run.
+        The prefix's and the process's tokens are taken before any work (so concurrent
+        attempts cannot overrun them) and given back when the key is right or the check
+        could not run; the client's share is charged only once the key has failed.
         """
         charged = self._charge(prefix, digest, client)
         try:

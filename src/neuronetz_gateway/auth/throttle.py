@@ -77,7 +77,9 @@ class _Buckets:
 
     def wait(self, bucket: _Bucket) -> float:
         """Seconds until `bucket` holds one whole token (0 when it does)."""
-        return _wait(bucket, self.rate)
+        if bucket.tokens >= 1:
+            return 0.0
+        return (1 - bucket.tokens) / self.rate if self.rate > 0 else math.inf
 
     def _forget_recovered(self, now: float) -> None:
         self._buckets = {
@@ -157,10 +159,3 @@ def client_of(address: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
     return str(ip)
-
-
-def _wait(bucket: _Bucket, rate: float) -> float:
-    """Seconds until `bucket` holds one whole token (0 when it does)."""
-    if bucket.tokens >= 1:
-        return 0.0
-    return (1 - bucket.tokens) / rate if rate > 0 else math.inf
